@@ -1,0 +1,1 @@
+"""Everything that touches the world: audio in, outputs, config, CLI, daemon."""

@@ -1,0 +1,198 @@
+"""The `notesight` command. Every problem a person can fix is reported in one line, never a
+traceback: `NotesightError`s are caught here and turned into `notesight: <message>`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .config import Settings, load_settings
+from .errors import NotesightError
+from .transcribe import Note, daemon_block_size, listener_params, notes_from_blocks, write_midi
+
+log = logging.getLogger("notesight")
+
+FILE_RATE = 44100  # files are resampled to this rate, a rate the microphone also runs at
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(Path(args.config) if args.config else None)
+
+
+def _print_note(note: Note, out) -> None:
+    latency_ms = 1000.0 * (note.emitted_s - note.onset_s)
+    out.write(
+        f"{note.onset_s:8.3f}s  {note.name:<4} {note.cents:+6.1f} cents  vel {note.velocity:3d}"
+        f"  {note.offset_s - note.onset_s:6.3f}s long  (shown after {latency_ms:4.0f} ms)\n"
+    )
+
+
+def cmd_transcribe(args: argparse.Namespace) -> int:
+    from .audio import FileSource
+
+    settings = _settings(args)
+    params = listener_params(settings.listen)
+    block = daemon_block_size(FILE_RATE)
+    notes: list[Note] = []
+    with FileSource(args.file, FILE_RATE, block) as source:
+        for note in notes_from_blocks(source, FILE_RATE, params):
+            notes.append(note)
+            if args.jsonl:
+                sys.stdout.write(json.dumps(note.as_dict()) + "\n")
+            else:
+                _print_note(note, sys.stdout)
+    if not args.jsonl:
+        sys.stdout.write(f"{len(notes)} notes\n")
+    if args.midi:
+        _write_midi_or_explain(notes, Path(args.midi))
+    return 0
+
+
+def _write_midi_or_explain(notes: list[Note], path: Path) -> None:
+    from .errors import explain_os_error
+
+    try:
+        write_midi(notes, path)
+    except OSError as exc:
+        raise NotesightError(explain_os_error(exc, path, "MIDI output file")) from exc
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from .audio import list_input_devices
+
+    devices = list_input_devices()
+    if not devices:
+        print("no audio input devices found: plug in the USB microphone")
+        return 1
+    for d in devices:
+        mark = "*" if d.is_default else " "
+        print(
+            f"{mark} {d.index:3d}  {d.name}  ({d.max_input_channels} ch, "
+            f"{d.default_sample_rate:.0f} Hz)"
+        )
+    print("* = system default. Put the index or part of the name in [audio].device.")
+    return 0
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from .config import default_config_path
+
+    path = Path(args.file) if args.file else default_config_path()
+    load_settings(path)
+    print(f"{path if path else 'built-in defaults'}: ok")
+    return 0
+
+
+def _paced(blocks: Iterator[np.ndarray], sample_rate: int) -> Iterator[np.ndarray]:
+    """Deliver blocks no faster than real time, like a microphone would."""
+    start = time.monotonic()
+    consumed = 0
+    for block in blocks:
+        consumed += len(block)
+        delay = start + consumed / sample_rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        yield block
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import demo_audio
+
+    settings = _settings(args)
+    audio, sample_rate, description = demo_audio()
+    print(f"notesight demo: {description}; listening as the daemon would.\n")
+    block = daemon_block_size(sample_rate)
+    blocks: Iterator[np.ndarray] = (audio[i : i + block] for i in range(0, len(audio), block))
+    if not args.fast:
+        blocks = _paced(blocks, sample_rate)
+    count = 0
+    latencies = []
+    for note in notes_from_blocks(blocks, sample_rate, listener_params(settings.listen)):
+        _print_note(note, sys.stdout)
+        sys.stdout.flush()
+        count += 1
+        latencies.append(1000.0 * (note.emitted_s - note.onset_s))
+    median = f", median latency {np.median(latencies):.0f} ms" if latencies else ""
+    print(f"\n{count} notes heard{median}.")
+    return 0
+
+
+def cmd_listen_mic(args: argparse.Namespace) -> int:
+    from .audio import MicrophoneSource
+
+    settings = _settings(args)
+    audio = settings.audio
+    device = audio.device or None
+    with MicrophoneSource(device, audio.sample_rate, audio.block_size) as mic:
+        print(f"listening on {mic.device.name} at {mic.sample_rate} Hz; Ctrl-C stops")
+        for note in notes_from_blocks(mic, mic.sample_rate, listener_params(settings.listen)):
+            _print_note(note, sys.stdout)
+            sys.stdout.flush()
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="notesight", description="See and feel what you play on the piano."
+    )
+    parser.add_argument("--config", metavar="FILE", help="config file (default: search order)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("transcribe", help="print the notes in an audio file")
+    p.add_argument("file", help="WAV, FLAC, OGG or MP3 file")
+    p.add_argument("--jsonl", action="store_true", help="one JSON object per note, nothing else")
+    p.add_argument("--midi", metavar="OUT", help="also write the notes to a MIDI file")
+    p.set_defaults(func=cmd_transcribe)
+
+    p = sub.add_parser("devices", help="list audio input devices")
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("check-config", help="validate a config file")
+    p.add_argument("file", nargs="?", help="config file (default: the one notesight would use)")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("demo", help="play a short piano clip through the pipeline (no hardware)")
+    p.add_argument("--fast", action="store_true", help="as fast as possible, not in real time")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("listen", help="print the notes heard by the microphone")
+    p.set_defaults(func=cmd_listen_mic)
+    return parser
+
+
+def _run(func: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        return func(args)
+    except NotesightError as exc:
+        sys.stdout.flush()
+        print(f"notesight: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `notesight transcribe x --jsonl | head`: the reader left; that is not an error.
+        sys.stderr.close()
+        return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    return _run(args.func, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

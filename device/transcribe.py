@@ -1,0 +1,127 @@
+"""Run the daemon's streaming listening pipeline over audio, as fast as possible.
+
+`transcribe` uses exactly the processor the daemon uses, fed in the daemon's block size, so
+`emitted_s` (seconds of audio consumed when a note-on left the pipeline) is the latency the
+pianist would see, less the microphone's own buffering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from notesight.dsp.events import NoteOff, NoteOn
+from notesight.dsp.listener import ListenerParams, NoteListener
+
+from .config import ListenSettings
+
+
+@dataclass(frozen=True, slots=True)
+class Note:
+    """A whole note: its note-on event plus when it stopped."""
+
+    midi: int
+    name: str
+    onset_s: float
+    offset_s: float
+    emitted_s: float
+    velocity: int
+    cents: float
+    freq_hz: float
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def listener_params(settings: ListenSettings | None) -> ListenerParams:
+    if settings is None:
+        return ListenerParams()
+    return ListenerParams(
+        a4_hz=settings.a4_hz,
+        lowest_midi=settings.lowest_midi,
+        highest_midi=settings.highest_midi,
+        min_level_dbfs=settings.min_level_dbfs,
+        onset_sensitivity=settings.onset_sensitivity,
+    )
+
+
+def daemon_block_size(sample_rate: int) -> int:
+    """The block the daemon reads from the microphone: one analysis hop (~5.8 ms)."""
+    return NoteListener(sample_rate).hop * max(1, sample_rate // 20000)
+
+
+def notes_from_blocks(
+    blocks: Iterable[np.ndarray], sample_rate: int, params: ListenerParams | None = None
+) -> Iterator[Note]:
+    """Stream notes (each yielded when it ends) from blocks of mono float audio."""
+    listener = NoteListener(sample_rate, params)
+    open_note: NoteOn | None = None
+    for block in blocks:
+        for event in listener.feed(block):
+            open_note, done = _pair(open_note, event)
+            if done is not None:
+                yield done
+    for event in listener.flush():
+        open_note, done = _pair(open_note, event)
+        if done is not None:
+            yield done
+
+
+def _pair(open_note: NoteOn | None, event: NoteOn | NoteOff) -> tuple[NoteOn | None, Note | None]:
+    if isinstance(event, NoteOn):
+        return event, None
+    if open_note is None or open_note.midi != event.midi:
+        return open_note, None
+    note = Note(
+        midi=open_note.midi,
+        name=open_note.name,
+        onset_s=open_note.onset_s,
+        offset_s=max(event.offset_s, open_note.onset_s),
+        emitted_s=open_note.emitted_s,
+        velocity=open_note.velocity,
+        cents=open_note.cents,
+        freq_hz=open_note.freq_hz,
+    )
+    return None, note
+
+
+def blocks_of(audio: np.ndarray, block_size: int) -> Iterator[np.ndarray]:
+    for start in range(0, len(audio), block_size):
+        yield audio[start : start + block_size]
+
+
+def transcribe_array(
+    audio: np.ndarray, sample_rate: int, params: ListenerParams | None = None
+) -> list[dict]:
+    """All notes in `audio` (mono float) as JSON-ready dicts, in the daemon's block size."""
+    mono = np.asarray(audio, dtype=np.float32)
+    if mono.ndim > 1:
+        mono = mono.mean(axis=1)
+    block = daemon_block_size(sample_rate)
+    return [n.as_dict() for n in notes_from_blocks(blocks_of(mono, block), sample_rate, params)]
+
+
+def write_midi(notes: Iterable[Note], path: Path) -> None:
+    """A type-0 MIDI file at 120 BPM (960 ticks a second), piano on channel 1."""
+    import mido  # only `--midi` needs it
+
+    ticks_per_second = 960
+    messages: list[tuple[int, int, mido.Message]] = []
+    for note in notes:
+        on = round(note.onset_s * ticks_per_second)
+        off = max(on + 1, round(note.offset_s * ticks_per_second))
+        messages.append((on, 1, mido.Message("note_on", note=note.midi, velocity=note.velocity)))
+        messages.append((off, 0, mido.Message("note_off", note=note.midi, velocity=0)))
+    messages.sort(key=lambda m: (m[0], m[1]))
+    midi_file = mido.MidiFile(type=0, ticks_per_beat=480)
+    track = mido.MidiTrack()
+    midi_file.tracks.append(track)
+    track.append(mido.MetaMessage("set_tempo", tempo=500_000))
+    now = 0
+    for tick, _, message in messages:
+        track.append(message.copy(time=tick - now))
+        now = tick
+    track.append(mido.MetaMessage("end_of_track", time=0))
+    midi_file.save(str(path))

@@ -1,0 +1,1 @@
+"""Streaming signal processing: pure numpy/aubio, explicit sample rate and hop, no I/O."""

@@ -1,0 +1,278 @@
+"""The monophonic listening core: audio blocks in, note-on/note-off events out.
+
+One streaming processor that wires the parts hop by hop: decimation to the analysis rate,
+level and noise floor, onset detection, multi-window pitch, and a note tracker with hysteresis
+(a held note is one event; a repeated key, a new onset on the same pitch, is two).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decimate import Decimator
+from .events import NoteEvent, NoteOff, NoteOn
+from .level import NoiseFloor, rms_dbfs
+from .music import midi_to_name
+from .onset import OnsetDetector, locate_strike
+from .pitch import MultiWindowPitch, PitchEstimate, SpectralCheck, energy_below
+
+
+@dataclass(frozen=True)
+class ListenerParams:
+    """Tuning of the listening core. Times in seconds, levels in dBFS."""
+
+    a4_hz: float = 440.0
+    lowest_midi: int = 21
+    highest_midi: int = 108
+    min_level_dbfs: float = -70.0
+    onset_sensitivity: float = 0.5
+    hop_s: float = 0.0058
+    onset_frame_s: float = 0.0232
+    strike_skip_s: float = 0.001  # hammer thump before the strings ring
+    longest_window_s: float = 0.093
+    min_confidence: float = 0.6  # YIN 1-aperiodicity for two agreeing estimates
+    fast_confidence: float = 0.85  # one estimate suffices above this...
+    fast_periods: float = 8.0  # ...when the window holds this many periods
+    sure_confidence: float = 0.93  # or above this...
+    sure_periods: float = 4.0  # ...when the window holds this many periods
+    min_periods: float = 2.0
+    max_energy_below: float = 0.08  # see pitch.energy_below
+    spectral_check: bool = True
+    agree_semitones: float = 0.4
+    release_drop_db: float = 40.0  # note-off when the level falls this far below its peak
+    release_above_floor_db: float = 6.0
+    velocity_floor_dbfs: float = -60.0  # level that maps to velocity 1
+    velocity_range_db: float = 54.0  # ...and this many dB above it to velocity 127
+
+
+def analysis_factor(sample_rate: int) -> int:
+    """Decimate to 16-32 kHz: enough for C8 (4186 Hz) and its first partials, half the work."""
+    return max(1, sample_rate // 20000)
+
+
+class _PendingNote:
+    """An onset whose pitch is not decided yet."""
+
+    __slots__ = ("estimates", "onset", "peak_dbfs", "strength")
+
+    def __init__(self, onset: int, strength: float, level_dbfs: float) -> None:
+        self.onset = onset  # analysis sample index of the strike
+        self.strength = strength
+        self.estimates: list[PitchEstimate] = []
+        self.peak_dbfs = level_dbfs
+
+
+class _SoundingNote:
+    __slots__ = ("midi", "peak_dbfs")
+
+    def __init__(self, midi: int, peak_dbfs: float) -> None:
+        self.midi = midi
+        self.peak_dbfs = peak_dbfs
+
+
+class NoteListener:
+    """Feed mono float blocks at `sample_rate` (any length); get `NoteOn`/`NoteOff` events.
+
+    Event times are seconds of the input stream; `emitted_s` is the input consumed when the
+    event was decided.
+    """
+
+    def __init__(self, sample_rate: int, params: ListenerParams | None = None) -> None:
+        self.params = params or ListenerParams()
+        p = self.params
+        self.input_rate = sample_rate
+        self._factor = analysis_factor(sample_rate)
+        self.rate = sample_rate / self._factor
+        self._decimator = Decimator(self._factor, sample_rate)
+        self.hop = max(32, round(p.hop_s * self.rate))
+        # aubio's FFT wants a power of two.
+        frame = 1 << max(2 * self.hop, round(p.onset_frame_s * self.rate) - 1).bit_length()
+        # Every hop after a strike brings one longer window, up to ~93 ms (2.5 periods of A0).
+        longest = round(p.longest_window_s * self.rate)
+        sizes = list(range(self.hop, longest + 1, self.hop))
+        self._pitch = MultiWindowPitch(round(self.rate), sizes)
+        self._spectral = SpectralCheck(round(self.rate))
+        self._buffer_len = max(self._pitch.longest, frame) + 4 * self.hop
+        self._buffer = np.zeros(2 * self._buffer_len, np.float32)
+        self._filled = self._buffer_len  # zeros of "silence" before the stream starts
+        self._position = 0  # analysis samples consumed (hop-aligned)
+        self._partial = np.zeros(0, np.float32)
+        self._consumed_input = 0
+        self._onsets = OnsetDetector(
+            round(self.rate), self.hop, frame, p.onset_sensitivity, p.min_level_dbfs
+        )
+        self._floor = NoiseFloor(self.hop / self.rate)
+        self._skip = round(p.strike_skip_s * self.rate)
+        self._strike_chunk = max(8, self.hop // 16)
+        self._pending: _PendingNote | None = None
+        self._sounding: _SoundingNote | None = None
+        self.level_dbfs = -120.0
+
+    # -- public streaming interface -------------------------------------------------------
+    def feed(self, block: np.ndarray) -> list[NoteEvent]:
+        block = np.asarray(block, dtype=np.float32)
+        events: list[NoteEvent] = []
+        decimated = self._decimator.feed(block)
+        data = np.concatenate((self._partial, decimated)) if len(self._partial) else decimated
+        n_hops = len(data) // self.hop
+        # The event is emitted once the whole block is consumed (the daemon's block is a hop).
+        self._consumed_input += len(block)
+        for i in range(n_hops):
+            self._process_hop(data[i * self.hop : (i + 1) * self.hop], events)
+        self._partial = data[n_hops * self.hop :]
+        return events
+
+    def flush(self) -> list[NoteEvent]:
+        """End of stream: decide a pending note if possible, then release the sounding one."""
+        events: list[NoteEvent] = []
+        pending = self._pending
+        if pending is not None and pending.estimates:
+            best = max(pending.estimates, key=lambda e: e.confidence)
+            if best.confidence >= self.params.min_confidence:
+                self._start_note(pending, best, events)
+        self._pending = None
+        if self._sounding is not None:
+            self._stop_note(self._position, events)
+        return events
+
+    # -- per hop ----------------------------------------------------------------------------
+    def _process_hop(self, hop: np.ndarray, events: list[NoteEvent]) -> None:
+        self._append(hop)
+        self._position += self.hop
+        level = rms_dbfs(hop)
+        self.level_dbfs = level
+        floor = self._floor.update(level)
+        strength = self._onsets.process(hop, level, floor)
+        if strength is not None:
+            recent = self._buffer[self._filled - self._onsets.frame_size : self._filled]
+            back = locate_strike(recent, 2 * self.hop, self._strike_chunk)
+            self._pending = _PendingNote(self._position - back, strength, level)
+        if self._pending is not None:
+            self._pending.peak_dbfs = max(self._pending.peak_dbfs, level)
+            self._try_decide(events)
+        self._check_release(level, floor, events)
+
+    def _append(self, hop: np.ndarray) -> None:
+        if self._filled + len(hop) > len(self._buffer):
+            keep = self._buffer_len
+            self._buffer[:keep] = self._buffer[self._filled - keep : self._filled]
+            self._filled = keep
+        self._buffer[self._filled : self._filled + len(hop)] = hop
+        self._filled += len(hop)
+
+    def _try_decide(self, events: list[NoteEvent]) -> None:
+        pending = self._pending
+        assert pending is not None
+        start = pending.onset + self._skip
+        available = self._position - start
+        if available < self._pitch.shortest:
+            return
+        size = self._pitch.fitting_size(available)
+        if pending.estimates and pending.estimates[-1].window == size:
+            return  # nothing new to look at until the next window length fits
+        window = self._buffer[self._filled - size : self._filled]
+        estimate = self._pitch.estimate(window, self.params.a4_hz)
+        if estimate is not None:
+            if self.params.spectral_check:
+                estimate = self._check_spectrum(window, estimate)
+            pending.estimates.append(estimate)
+            if self._accept(pending.estimates):
+                self._start_note(pending, estimate, events)
+                self._pending = None
+                return
+        if size == self._pitch.longest:
+            self._give_up_or_guess(pending, events)
+
+    def _check_spectrum(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
+        freq = self._spectral.check(window, estimate.freq_hz)
+        if freq == estimate.freq_hz:
+            return estimate
+        midi_float = 69.0 + 12.0 * np.log2(freq / self.params.a4_hz)
+        periods = estimate.window * freq / self.rate
+        return PitchEstimate(freq, estimate.confidence, estimate.window, float(midi_float), periods)
+
+    def _in_range(self, e: PitchEstimate) -> bool:
+        p = self.params
+        return p.lowest_midi - 0.5 <= e.midi_float <= p.highest_midi + 0.5
+
+    def _accept(self, estimates: list[PitchEstimate]) -> bool:
+        p = self.params
+        latest = estimates[-1]
+        if not self._in_range(latest) or latest.periods < p.min_periods:
+            return False
+        if (latest.confidence >= p.sure_confidence and latest.periods >= p.sure_periods) or (
+            latest.confidence >= p.fast_confidence and latest.periods >= p.fast_periods
+        ):
+            return self._no_energy_below(latest)
+        if len(estimates) < 2:
+            return False
+        before = estimates[-2]
+        agree = (
+            abs(latest.midi_float - before.midi_float) < p.agree_semitones
+            and min(latest.confidence, before.confidence) >= p.min_confidence
+        )
+        return agree and self._no_energy_below(latest)
+
+    def _no_energy_below(self, e: PitchEstimate) -> bool:
+        window = self._buffer[self._filled - e.window : self._filled]
+        return energy_below(window, e.freq_hz, round(self.rate)) <= self.params.max_energy_below
+
+    def _give_up_or_guess(self, pending: _PendingNote, events: list[NoteEvent]) -> None:
+        candidates = [e for e in pending.estimates if self._in_range(e)]
+        best = max(candidates, key=lambda e: (e.window, e.confidence), default=None)
+        if best is not None and best.confidence >= self.params.min_confidence:
+            self._start_note(pending, best, events)
+        self._pending = None
+
+    # -- note tracker -----------------------------------------------------------------------
+    def _seconds(self, analysis_position: int) -> float:
+        return analysis_position / self.rate - self._decimator.delay_s
+
+    def _start_note(self, pending: _PendingNote, e: PitchEstimate, events: list[NoteEvent]) -> None:
+        onset_pos = pending.onset
+        if self._sounding is not None:
+            self._stop_note(onset_pos, events)
+        midi = round(e.midi_float)
+        cents = round(100.0 * (e.midi_float - midi), 1)
+        events.append(
+            NoteOn(
+                midi=midi,
+                name=midi_to_name(midi),
+                freq_hz=round(e.freq_hz, 2),
+                cents=cents,
+                velocity=self._velocity(pending.peak_dbfs),
+                onset_s=round(max(0.0, self._seconds(onset_pos)), 4),
+                emitted_s=round(self._consumed_input / self.input_rate, 4),
+            )
+        )
+        self._sounding = _SoundingNote(midi, pending.peak_dbfs)
+
+    def _stop_note(self, analysis_position: int, events: list[NoteEvent]) -> None:
+        note = self._sounding
+        assert note is not None
+        events.append(
+            NoteOff(
+                midi=note.midi,
+                name=midi_to_name(note.midi),
+                offset_s=round(max(0.0, self._seconds(analysis_position)), 4),
+                emitted_s=round(self._consumed_input / self.input_rate, 4),
+            )
+        )
+        self._sounding = None
+
+    def _check_release(self, level: float, floor: float, events: list[NoteEvent]) -> None:
+        note = self._sounding
+        if note is None:
+            return
+        note.peak_dbfs = max(note.peak_dbfs, level)
+        p = self.params
+        too_quiet = level < max(p.min_level_dbfs, floor + p.release_above_floor_db)
+        if too_quiet or level < note.peak_dbfs - p.release_drop_db:
+            self._stop_note(self._position, events)
+
+    def _velocity(self, peak_dbfs: float) -> int:
+        p = self.params
+        scaled = 1 + 126 * (peak_dbfs - p.velocity_floor_dbfs) / p.velocity_range_db
+        return int(min(127, max(1, round(scaled))))

@@ -1,0 +1,133 @@
+"""Pitch of a freshly struck note, decided from windows that grow with the time since the strike.
+
+High notes are decided from a few milliseconds of sound; a bass note waits for the longer window
+its period needs (two periods of A0 take 73 ms). Each estimate is aubio's YIN on the newest
+samples after the strike, in the longest window from `window_sizes` that fits.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import aubio
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class PitchEstimate:
+    freq_hz: float
+    confidence: float  # 1 - YIN's aperiodicity, 0..1
+    window: int  # samples analysed
+    midi_float: float
+    periods: float  # how many periods of freq_hz the window holds
+
+
+class MultiWindowPitch:
+    """aubio YIN at several window lengths; `estimate(samples)` uses the longest that fits."""
+
+    def __init__(self, sample_rate: int, sizes: list[int], tolerance: float = 0.2) -> None:
+        self.sample_rate = sample_rate
+        self.sizes = sorted(set(sizes))
+        self._detectors = {}
+        for size in self.sizes:
+            # buf_size == hop_size: each call analyses exactly the samples passed in.
+            detector = aubio.pitch("yin", size, size, sample_rate)
+            detector.set_unit("Hz")
+            detector.set_tolerance(tolerance)
+            # aubio answers 0 Hz below its silence gate (-50 dB by default); a soft note on a
+            # quiet mic is quieter than that, and the listener gates on level itself.
+            detector.set_silence(-120.0)
+            self._detectors[size] = detector
+
+    @property
+    def shortest(self) -> int:
+        return self.sizes[0]
+
+    @property
+    def longest(self) -> int:
+        return self.sizes[-1]
+
+    def fitting_size(self, available: int) -> int | None:
+        fitting = [s for s in self.sizes if s <= available]
+        return fitting[-1] if fitting else None
+
+    def estimate(self, samples: np.ndarray, a4_hz: float) -> PitchEstimate | None:
+        """Estimate over the newest `fitting_size(len(samples))` samples."""
+        size = self.fitting_size(len(samples))
+        if size is None:
+            return None
+        detector = self._detectors[size]
+        freq = float(detector(np.ascontiguousarray(samples[-size:], dtype=np.float32))[0])
+        if freq <= 0.0:
+            return None
+        midi_float = 69.0 + 12.0 * math.log2(freq / a4_hz)
+        periods = size * freq / self.sample_rate
+        return PitchEstimate(freq, float(detector.get_confidence()), size, midi_float, periods)
+
+
+def energy_below(samples: np.ndarray, freq_hz: float, sample_rate: int) -> float:
+    """Fraction of the power (above 20 Hz) that lies below 0.75 x `freq_hz`.
+
+    Early in a bass note YIN can lock onto a strong upper partial, because the window is still
+    shorter than the true period. The lower partials are already there, though, smeared over
+    a short window: a real note has almost nothing below its fundamental, a partial has plenty.
+    """
+    n_fft = max(1024, 1 << (2 * len(samples) - 1).bit_length())
+    power = np.abs(np.fft.rfft(samples * np.hanning(len(samples)), n_fft)) ** 2
+    bin_hz = sample_rate / n_fft
+    lowest = int(20.0 / bin_hz) + 1
+    split = max(lowest, int(0.75 * freq_hz / bin_hz))
+    total = float(power[lowest:].sum())
+    return float(power[lowest:split].sum()) / total if total > 0.0 else 0.0
+
+
+class SpectralCheck:
+    """Checks and refines a YIN estimate against the spectrum of the same window.
+
+    Two things YIN gets wrong on a real piano, that the spectrum gets right:
+    - Treble notes: only a few samples per period, and the undamped strings and soundboard
+      add low components, so YIN often prefers a multiple of the period (an octave or more
+      too low). Up there the fundamental is the strongest partial by far, so when the
+      strongest peak above `treble_hz` sits at a whole multiple of YIN's frequency, it wins.
+    - Frequency: within the first few periods the envelope still rises or falls fast, which
+      biases YIN's period by up to a semitone. The spectral peak next to the estimate,
+      interpolated on a zero-padded FFT, is not biased by the envelope.
+    """
+
+    def __init__(
+        self, sample_rate: int, treble_hz: float = 1000.0, refine_periods: float = 6.0
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.treble_hz = treble_hz
+        self.refine_periods = refine_periods
+
+    def check(self, samples: np.ndarray, freq_hz: float) -> float:
+        window = len(samples)
+        n_fft = max(8192, 1 << (4 * window - 1).bit_length())
+        power = np.abs(np.fft.rfft(samples * np.hanning(window), n_fft)) ** 2
+        bin_hz = self.sample_rate / n_fft
+        lowest = int(60.0 / bin_hz)
+        strongest = lowest + int(np.argmax(power[lowest:]))
+        strongest_hz = strongest * bin_hz
+        if strongest_hz >= self.treble_hz and strongest_hz > 1.5 * freq_hz:
+            ratio = strongest_hz / freq_hz
+            if abs(ratio - round(ratio)) < 0.04 * round(ratio):
+                freq_hz = strongest_hz
+        if window * freq_hz / self.sample_rate < self.refine_periods:
+            return freq_hz  # too few periods for the peak to be sharper than YIN
+        return self._refine(power, bin_hz, freq_hz, float(power[strongest]))
+
+    def _refine(self, power: np.ndarray, bin_hz: float, freq_hz: float, peak: float) -> float:
+        lo = max(1, int(freq_hz * 0.95 / bin_hz))
+        hi = min(len(power) - 2, int(freq_hz * 1.05 / bin_hz) + 1)
+        if hi <= lo:
+            return freq_hz
+        k = lo + int(np.argmax(power[lo:hi]))
+        # Only a real peak, not the flank of a neighbour, and not 30 dB below the strongest.
+        if k in (lo, hi - 1) or power[k] < 1e-3 * peak:
+            return freq_hz
+        a, b, c = np.log(power[k - 1 : k + 2] + 1e-30)
+        denominator = a - 2 * b + c
+        offset = 0.5 * (a - c) / denominator if denominator < 0 else 0.0
+        return (k + offset) * bin_hz

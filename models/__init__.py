@@ -1,0 +1,1 @@
+"""Model files, their cards and the recipes that trained them."""
