@@ -73,7 +73,10 @@ class OnsetDetector:
         self._last_flux = flux
         self._hops_since_onset += 1
         loudest_recent = max(self._levels) if self._levels else level_dbfs
+        falling = bool(self._levels) and level_dbfs < self._levels[-1] - 1.0
         self._levels.append(level_dbfs)
+        if falling:
+            return None  # a strike never makes the sound quieter; a damper or a fade does
         level_jump = rising and level_dbfs - loudest_recent >= self._level_rise
         if not ((rising and flux > threshold) or level_jump):
             return None

@@ -1,0 +1,228 @@
+"""The listening core on synthesized signals: decimation, level, onsets, pitch, note tracking."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from notesight.dsp.decimate import Decimator
+from notesight.dsp.events import NoteOff, NoteOn
+from notesight.dsp.level import LevelMeter, NoiseFloor, rms_dbfs
+from notesight.dsp.listener import ListenerParams, NoteListener
+from notesight.dsp.music import midi_to_freq, midi_to_name, nearest_midi_and_cents
+from notesight.dsp.pitch import MultiWindowPitch, SpectralCheck, energy_below
+
+SR = 44100
+
+
+def struck(midi: int, seconds: float = 1.0, velocity: float = 0.5, sr: int = SR, a4=440.0):
+    """A piano-like struck string: stretched partials that decay, upper ones faster."""
+    f0 = midi_to_freq(midi, a4)
+    t = np.arange(int(seconds * sr)) / sr
+    tone = np.zeros_like(t)
+    for k in range(1, 9):
+        fk = k * f0 * math.sqrt(1 + 0.0003 * k * k)
+        if fk < 0.45 * sr:
+            tone += np.sin(2 * np.pi * fk * t) * np.exp(-t * (1.0 + 0.7 * k)) / k
+    release = np.clip((seconds - t) / 0.05, 0.0, 1.0)
+    return (velocity * tone / np.abs(tone).max() * release).astype(np.float32)
+
+
+def sequence(parts: list[tuple[float, np.ndarray]], total_s: float, sr: int = SR) -> np.ndarray:
+    out = np.zeros(int(total_s * sr), np.float32)
+    for start_s, sound in parts:
+        start = int(start_s * sr)
+        end = min(len(out), start + len(sound))
+        out[start:end] += sound[: end - start]
+    return out
+
+
+def listen(audio: np.ndarray, sr: int = SR, block: int = 256, params=None):
+    listener = NoteListener(sr, params)
+    events = []
+    for i in range(0, len(audio), block):
+        events += listener.feed(audio[i : i + block])
+    return events + listener.flush()
+
+
+def note_ons(events) -> list[NoteOn]:
+    return [e for e in events if isinstance(e, NoteOn)]
+
+
+# -- music --------------------------------------------------------------------------------
+def test_note_names_and_cents():
+    assert midi_to_name(69) == "A4"
+    assert midi_to_name(61) == "C#4"
+    assert midi_to_name(21) == "A0"
+    assert midi_to_name(108) == "C8"
+    midi, cents = nearest_midi_and_cents(440.0 * 2 ** (10 / 1200))
+    assert midi == 69 and cents == pytest.approx(10.0, abs=1e-6)
+    assert nearest_midi_and_cents(432.0, a4_hz=432.0) == (69, pytest.approx(0.0))
+
+
+# -- decimation -----------------------------------------------------------------------------
+def test_decimator_keeps_the_piano_band_and_removes_aliases():
+    t = np.arange(SR) / SR
+    for freq, expect_kept in ((1000.0, True), (4186.0, True), (15000.0, False)):
+        x = np.sin(2 * np.pi * freq * t).astype(np.float32)
+        y = Decimator(2, SR).feed(x)[1000:]
+        level = rms_dbfs(y) - rms_dbfs(x)
+        assert (level > -1.0) if expect_kept else (level < -40.0), (freq, level)
+
+
+def test_decimator_output_does_not_depend_on_block_size():
+    x = np.random.default_rng(1).standard_normal(10_000).astype(np.float32)
+    whole = Decimator(2, SR).feed(x)
+    d = Decimator(2, SR)
+    pieces = np.concatenate([d.feed(x[i : i + 333]) for i in range(0, len(x), 333)])
+    np.testing.assert_allclose(pieces, whole, atol=1e-6)
+
+
+# -- level --------------------------------------------------------------------------------
+def test_rms_dbfs_of_a_full_scale_sine_and_of_silence():
+    t = np.arange(SR) / SR
+    assert rms_dbfs(np.sin(2 * np.pi * 100 * t)) == pytest.approx(-3.01, abs=0.01)
+    assert rms_dbfs(np.zeros(100)) == -120.0
+
+
+def test_noise_floor_drops_at_once_and_rises_slowly():
+    floor = NoiseFloor(hop_s=0.01, rise_db_per_s=2.0, initial_dbfs=-60.0)
+    assert floor.update(-80.0) == -80.0
+    for _ in range(100):  # one second of loud playing
+        floor.update(-20.0)
+    assert floor.dbfs == pytest.approx(-78.0, abs=0.01)
+
+
+def test_level_meter_gives_one_reading_per_hop():
+    meter = LevelMeter(SR, 256)
+    readings = meter.feed(np.full(1000, 0.1, np.float32))
+    assert len(readings) == 3
+    assert readings[0][0] == pytest.approx(-20.0, abs=0.01)
+    assert len(meter.flush()) == 1
+
+
+# -- pitch --------------------------------------------------------------------------------
+@pytest.mark.parametrize("midi", [33, 45, 57, 69, 81, 93, 105])
+def test_multi_window_pitch_on_steady_tones(midi):
+    pitch = MultiWindowPitch(22050, [256, 512, 1024, 2048])
+    tone = struck(midi, 0.2, sr=22050)[200:]
+    estimate = pitch.estimate(tone, 440.0)
+    assert estimate is not None
+    assert round(estimate.midi_float) == midi
+    assert estimate.window == 2048
+    assert estimate.periods == pytest.approx(2048 * estimate.freq_hz / 22050)
+
+
+def test_energy_below_separates_a_partial_from_a_fundamental():
+    tone = struck(40, 0.1, sr=22050)[:512]
+    f0 = midi_to_freq(40)
+    assert energy_below(tone, f0, 22050) < 0.05
+    assert energy_below(tone, 5 * f0, 22050) > 0.3
+
+
+def test_spectral_check_corrects_a_treble_octave_error():
+    tone = struck(100, 0.05, sr=22050)[:512]
+    f0 = midi_to_freq(100)
+    check = SpectralCheck(22050)
+    assert check.check(tone, f0 / 2) == pytest.approx(f0, rel=0.01)
+    assert check.check(tone, f0) == pytest.approx(f0, rel=0.01)
+
+
+# -- the listener -------------------------------------------------------------------------
+@pytest.mark.parametrize("midi", [21, 28, 36, 48, 60, 69, 76, 88, 96, 108])
+@pytest.mark.parametrize("velocity", [0.05, 0.8])
+def test_one_struck_key_gives_one_right_note(midi, velocity):
+    audio = sequence([(0.5, struck(midi, 1.0, velocity))], 2.0)
+    events = listen(audio)
+    ons = note_ons(events)
+    assert [e.midi for e in ons] == [midi]
+    on = ons[0]
+    assert on.name == midi_to_name(midi)
+    assert on.onset_s == pytest.approx(0.5, abs=0.012)
+    assert on.emitted_s >= on.onset_s
+    assert abs(on.cents) < 50
+    offs = [e for e in events if isinstance(e, NoteOff)]
+    assert len(offs) == 1 and offs[0].midi == midi and offs[0].offset_s > on.onset_s
+
+
+def test_latency_is_short_for_the_middle_of_the_keyboard():
+    audio = sequence([(0.5, struck(72, 1.0))], 2.0)
+    on = note_ons(listen(audio))[0]
+    assert on.emitted_s - 0.5 < 0.030  # a property of the algorithm, in audio time
+
+
+def test_velocity_follows_loudness():
+    soft = note_ons(listen(sequence([(0.5, struck(60, 1.0, 0.02))], 2.0)))[0]
+    loud = note_ons(listen(sequence([(0.5, struck(60, 1.0, 0.9))], 2.0)))[0]
+    assert 1 <= soft.velocity < loud.velocity <= 127
+
+
+def test_a_held_note_is_one_event_and_a_repeated_key_two():
+    held = sequence([(0.3, struck(64, 3.0))], 4.0)
+    assert [e.midi for e in note_ons(listen(held))] == [64]
+    repeated = sequence([(0.3, struck(64, 0.4)), (0.7, struck(64, 0.6))], 2.0)
+    ons = note_ons(listen(repeated))
+    assert [e.midi for e in ons] == [64, 64]
+    assert ons[1].onset_s == pytest.approx(0.7, abs=0.012)
+
+
+def test_legato_line_gives_every_note_in_order_with_offs_between():
+    line = [60, 62, 64, 65, 67, 69, 71, 72]
+    parts = [(0.3 + 0.25 * i, struck(m, 0.35)) for i, m in enumerate(line)]
+    events = listen(sequence(parts, 3.0))
+    assert [e.midi for e in note_ons(events)] == line
+    sounding = None
+    for e in events:  # monophonic: every note-on finds the previous note already off
+        if isinstance(e, NoteOn):
+            assert sounding is None
+            sounding = e.midi
+        else:
+            assert e.midi == sounding
+            sounding = None
+
+
+def test_silence_noise_and_dc_give_no_notes():
+    rng = np.random.default_rng(0)
+    assert listen(np.zeros(SR * 2, np.float32)) == []
+    assert note_ons(listen(np.full(SR * 2, 0.3, np.float32))) == []
+    hiss = (0.001 * rng.standard_normal(SR * 2)).astype(np.float32)
+    assert note_ons(listen(hiss)) == []
+
+
+def test_clipped_and_offset_notes_are_still_right():
+    tone = sequence([(0.5, struck(57, 1.0))], 2.0)
+    # 14 dB over full scale: the mic clips for the first half second of the note
+    assert [e.midi for e in note_ons(listen(np.clip(tone * 5, -1, 1)))] == [57]
+    assert [e.midi for e in note_ons(listen(tone + 0.2))] == [57]
+
+
+@pytest.mark.parametrize("sr", [8000, 16000, 22050, 32000, 44100, 48000, 96000])
+def test_any_sample_rate(sr):
+    audio = sequence([(0.5, struck(69, 1.0, sr=sr))], 2.0, sr=sr)
+    ons = note_ons(listen(audio, sr=sr, block=sr // 100))
+    assert [e.midi for e in ons] == [69]
+    assert ons[0].onset_s == pytest.approx(0.5, abs=0.015)
+
+
+def test_a4_reference_changes_names_and_cents():
+    audio = sequence([(0.5, struck(69, 1.0, a4=432.0))], 2.0)
+    on = note_ons(listen(audio, params=ListenerParams(a4_hz=432.0)))[0]
+    assert on.midi == 69 and abs(on.cents) < 15
+    default = note_ons(listen(audio))[0]
+    assert default.midi == 69 and default.cents < -15  # 432 Hz is 32 cents flat of 440
+
+
+def test_notes_outside_the_configured_range_are_ignored():
+    audio = sequence([(0.3, struck(40, 0.5)), (1.0, struck(70, 0.5))], 2.0)
+    ons = note_ons(listen(audio, params=ListenerParams(lowest_midi=48, highest_midi=96)))
+    assert [e.midi for e in ons] == [70]
+
+
+def test_events_do_not_depend_on_block_size_except_emission_time():
+    audio = sequence([(0.3 + 0.3 * i, struck(m, 0.4)) for i, m in enumerate([48, 55, 67])], 2)
+    a = note_ons(listen(audio, block=256))
+    b = note_ons(listen(audio, block=4096))
+    assert [(e.midi, e.onset_s) for e in a] == [(e.midi, e.onset_s) for e in b]
+    assert all(x.emitted_s <= y.emitted_s for x, y in zip(a, b, strict=True))
