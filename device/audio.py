@@ -29,6 +29,7 @@ from typing import Any, Self
 import numpy as np
 import soundfile as sf
 import soxr
+
 from notesight.device.errors import AudioFileError, MicrophoneError, explain_os_error
 
 _log = logging.getLogger(__name__)
@@ -132,9 +133,12 @@ def _read_chunks(sound: sf.SoundFile, name: str) -> Iterator[np.ndarray]:
     read (a cut-off recording is still worth transcribing) and stop there.
     """
     frames_read = 0
+    # libsndfile 1.2's MP3 decoder returns a few hundred corrupted samples after some read
+    # boundaries (heard as false strikes); only a single whole-file read decodes cleanly.
+    chunk_frames = -1 if sound.format == "MP3" else _READ_CHUNK_FRAMES
     while True:
         try:
-            chunk = sound.read(_READ_CHUNK_FRAMES, dtype="float32", always_2d=True)
+            chunk = sound.read(chunk_frames, dtype="float32", always_2d=True)
         except RuntimeError as exc:
             if frames_read == 0:
                 raise AudioFileError(_not_audio_message(name, exc)) from exc
@@ -173,6 +177,12 @@ def _resampled_mono(sound: sf.SoundFile, name: str, target_rate: int) -> Iterato
         yield tail
 
 
+def audio_file_rate(path: str | os.PathLike[str]) -> int:
+    """The sample rate of an audio file (AudioFileError when it is not a readable one)."""
+    with _open_sound_file(os.fspath(path)) as sound:
+        return int(sound.samplerate)
+
+
 def read_audio_file(path: str | os.PathLike[str], target_rate: int) -> np.ndarray:
     """Read a whole audio file as float32 mono at target_rate.
 
@@ -200,15 +210,17 @@ class FileSource:
     def __init__(
         self,
         path: str | os.PathLike[str],
-        target_rate: int,
+        target_rate: int | None,
         block_size: int,
         realtime: bool = False,
     ) -> None:
-        _require_positive("target_rate", target_rate)
+        """target_rate None keeps the file's own rate (no resampling)."""
+        if target_rate is not None:
+            _require_positive("target_rate", target_rate)
         _require_positive("block_size", block_size)
         self._name = os.fspath(path)
         self._sound = _open_sound_file(self._name)
-        self.sample_rate = target_rate
+        self.sample_rate = target_rate or self._sound.samplerate
         self.block_size = block_size
         self.realtime = realtime
         self.source_rate: int = self._sound.samplerate

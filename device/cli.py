@@ -19,8 +19,6 @@ from .transcribe import Note, daemon_block_size, listener_params, notes_from_blo
 
 log = logging.getLogger("notesight")
 
-FILE_RATE = 44100  # files are resampled to this rate, a rate the microphone also runs at
-
 
 def _settings(args: argparse.Namespace) -> Settings:
     return load_settings(Path(args.config) if args.config else None)
@@ -35,14 +33,16 @@ def _print_note(note: Note, out) -> None:
 
 
 def cmd_transcribe(args: argparse.Namespace) -> int:
-    from .audio import FileSource
+    from .audio import FileSource, audio_file_rate
 
     settings = _settings(args)
     params = listener_params(settings.listen)
-    block = daemon_block_size(FILE_RATE)
     notes: list[Note] = []
-    with FileSource(args.file, FILE_RATE, block) as source:
-        for note in notes_from_blocks(source, FILE_RATE, params):
+    # The listener runs at any rate; resampling first would only add the resampler's
+    # pre-ringing ahead of every attack, which is heard as an early strike.
+    rate = audio_file_rate(args.file)
+    with FileSource(args.file, None, daemon_block_size(rate)) as source:
+        for note in notes_from_blocks(source, source.sample_rate, params):
             notes.append(note)
             if args.jsonl:
                 sys.stdout.write(json.dumps(note.as_dict()) + "\n")

@@ -20,8 +20,6 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
-from notesight.device.errors import ConfigError, explain_os_error
-from notesight.dsp.music import NOTE_NAMES, PIANO_HIGHEST_MIDI, PIANO_LOWEST_MIDI, midi_to_name
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -31,6 +29,9 @@ from pydantic import (
     field_validator,
 )
 from pydantic_core import ErrorDetails, PydanticCustomError
+
+from notesight.device.errors import ConfigError, explain_os_error
+from notesight.dsp.music import NOTE_NAMES, PIANO_HIGHEST_MIDI, PIANO_LOWEST_MIDI, midi_to_name
 
 __all__ = [
     "CONFIG_ENV_VAR",

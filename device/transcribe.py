@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
 from notesight.dsp.events import NoteOff, NoteOn
 from notesight.dsp.listener import ListenerParams, NoteListener
 

@@ -65,10 +65,11 @@ class _PendingNote:
 
 
 class _SoundingNote:
-    __slots__ = ("midi", "peak_dbfs")
+    __slots__ = ("freq_hz", "midi", "peak_dbfs")
 
-    def __init__(self, midi: int, peak_dbfs: float) -> None:
+    def __init__(self, midi: int, freq_hz: float, peak_dbfs: float) -> None:
         self.midi = midi
+        self.freq_hz = freq_hz
         self.peak_dbfs = peak_dbfs
 
 
@@ -174,6 +175,8 @@ class NoteListener:
             return  # nothing new to look at until the next window length fits
         window = self._buffer[self._filled - size : self._filled]
         estimate = self._pitch.estimate(window, self.params.a4_hz)
+        if self._sounding is not None:
+            window, estimate = self._without_previous_note(size, window, estimate)
         if estimate is not None:
             if self.params.spectral_check:
                 estimate = self._check_spectrum(window, estimate)
@@ -184,6 +187,28 @@ class NoteListener:
                 return
         if size == self._pitch.longest:
             self._give_up_or_guess(pending, events)
+
+    def _without_previous_note(
+        self, size: int, window: np.ndarray, estimate: PitchEstimate | None
+    ) -> tuple[np.ndarray, PitchEstimate | None]:
+        """In legato the previous string still rings under the new one, and YIN then finds
+        the period the two share, far below either. A comb filter with the previous note's
+        period removes its partials; its answer wins when it is at least as periodic."""
+        assert self._sounding is not None
+        period = self.rate / self._sounding.freq_hz
+        whole = int(period)
+        if self._filled < size + whole + 1:
+            return window, estimate
+        frac = period - whole
+        end = self._filled
+        delayed = (1.0 - frac) * self._buffer[end - size - whole : end - whole] + frac * (
+            self._buffer[end - size - whole - 1 : end - whole - 1]
+        )
+        combed = window - delayed
+        other = self._pitch.estimate(combed, self.params.a4_hz)
+        if other is not None and (estimate is None or other.confidence >= estimate.confidence):
+            return combed, other
+        return window, estimate
 
     def _check_spectrum(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
         freq = self._spectral.check(window, estimate.freq_hz)
@@ -247,7 +272,7 @@ class NoteListener:
                 emitted_s=round(self._consumed_input / self.input_rate, 4),
             )
         )
-        self._sounding = _SoundingNote(midi, pending.peak_dbfs)
+        self._sounding = _SoundingNote(midi, e.freq_hz, pending.peak_dbfs)
 
     def _stop_note(self, analysis_position: int, events: list[NoteEvent]) -> None:
         note = self._sounding

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+
 from notesight.device.audio import (
     FileSource,
     InputDevice,

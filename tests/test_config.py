@@ -7,6 +7,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+
 from notesight.device import config
 from notesight.device.config import (
     AudioSettings,
