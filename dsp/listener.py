@@ -40,6 +40,7 @@ class ListenerParams:
     min_periods: float = 2.0
     max_energy_below: float = 0.08  # see pitch.energy_below
     spectral_check: bool = True
+    comb_margin: float = 0.0  # confidence the legato comb must gain over the raw estimate
     agree_semitones: float = 0.4
     release_drop_db: float = 40.0  # note-off when the level falls this far below its peak
     release_above_floor_db: float = 6.0
@@ -177,9 +178,9 @@ class NoteListener:
         estimate = self._pitch.estimate(window, self.params.a4_hz)
         if self._sounding is not None:
             window, estimate = self._without_previous_note(size, window, estimate)
+        if self.params.spectral_check:
+            estimate = self._check_spectrum(window, estimate)
         if estimate is not None:
-            if self.params.spectral_check:
-                estimate = self._check_spectrum(window, estimate)
             pending.estimates.append(estimate)
             if self._accept(pending.estimates):
                 self._start_note(pending, estimate, events)
@@ -193,7 +194,7 @@ class NoteListener:
     ) -> tuple[np.ndarray, PitchEstimate | None]:
         """In legato the previous string still rings under the new one, and YIN then finds
         the period the two share, far below either. A comb filter with the previous note's
-        period removes its partials; its answer wins when it is at least as periodic."""
+        period removes its partials; its answer wins when it is clearly more periodic."""
         assert self._sounding is not None
         period = self.rate / self._sounding.freq_hz
         whole = int(period)
@@ -206,17 +207,30 @@ class NoteListener:
         )
         combed = window - delayed
         other = self._pitch.estimate(combed, self.params.a4_hz)
-        if other is not None and (estimate is None or other.confidence >= estimate.confidence):
+        margin = self.params.comb_margin
+        if other is not None and (
+            estimate is None or other.confidence >= estimate.confidence + margin
+        ):
             return combed, other
         return window, estimate
 
-    def _check_spectrum(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
-        freq = self._spectral.check(window, estimate.freq_hz)
-        if freq == estimate.freq_hz:
+    def _check_spectrum(
+        self, window: np.ndarray, estimate: PitchEstimate | None
+    ) -> PitchEstimate | None:
+        if estimate is None:
+            checked = self._spectral.check(window, None)
+        else:
+            checked = self._spectral.check(window, estimate.freq_hz, estimate.confidence)
+        if checked is None:
             return estimate
-        midi_float = 69.0 + 12.0 * np.log2(freq / self.params.a4_hz)
-        periods = estimate.window * freq / self.rate
-        return PitchEstimate(freq, estimate.confidence, estimate.window, float(midi_float), periods)
+        freq, dominance = checked
+        yin_agrees = estimate is not None and abs(freq / estimate.freq_hz - 1.0) < 0.03
+        confidence = max(estimate.confidence if yin_agrees else 0.0, dominance)
+        if estimate is not None and freq == estimate.freq_hz and confidence == estimate.confidence:
+            return estimate
+        midi_float = 69.0 + 12.0 * float(np.log2(freq / self.params.a4_hz))
+        periods = len(window) * freq / self.rate
+        return PitchEstimate(freq, confidence, len(window), midi_float, periods)
 
     def _in_range(self, e: PitchEstimate) -> bool:
         p = self.params

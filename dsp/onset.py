@@ -40,7 +40,7 @@ class OnsetDetector:
         self._band_bins = self._band.stop - self._band.start
         self._previous = np.zeros(self._band_bins, np.float32)
         # sensitivity 0..1 -> absolute flux threshold (per bin, in log1p(100|X|) units)
-        self._delta = 0.30 * (1.0 - sensitivity) + 0.03
+        self._delta = 0.12 * (1.0 - sensitivity) + 0.02
         self._history: deque[float] = deque(maxlen=max(3, round(history_s * sample_rate / hop)))
         self._history_sum = 0.0
         self._min_level = min_level_dbfs

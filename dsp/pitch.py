@@ -26,7 +26,7 @@ class PitchEstimate:
 class MultiWindowPitch:
     """aubio YIN at several window lengths; `estimate(samples)` uses the longest that fits."""
 
-    def __init__(self, sample_rate: int, sizes: list[int], tolerance: float = 0.2) -> None:
+    def __init__(self, sample_rate: int, sizes: list[int], tolerance: float = 0.3) -> None:
         self.sample_rate = sample_rate
         self.sizes = sorted(set(sizes))
         self._detectors = {}
@@ -102,21 +102,34 @@ class SpectralCheck:
         self.treble_hz = treble_hz
         self.refine_periods = refine_periods
 
-    def check(self, samples: np.ndarray, freq_hz: float) -> float:
+    def check(
+        self, samples: np.ndarray, freq_hz: float | None, confidence: float = 0.0
+    ) -> tuple[float, float] | None:
+        """(frequency, treble dominance 0..1) for a YIN frequency, or for none. In the top
+        octaves YIN may find no period, or the period of a low thump, while above ~500 Hz the
+        spectrum is one clear peak: the string."""
         window = len(samples)
         n_fft = max(8192, 1 << (4 * window - 1).bit_length())
         power = np.abs(np.fft.rfft(samples * np.hanning(window), n_fft)) ** 2
         bin_hz = self.sample_rate / n_fft
-        lowest = int(60.0 / bin_hz)
-        strongest = lowest + int(np.argmax(power[lowest:]))
-        strongest_hz = strongest * bin_hz
-        if strongest_hz >= self.treble_hz and strongest_hz > 1.5 * freq_hz:
-            ratio = strongest_hz / freq_hz
+        upper = int(0.5 * self.treble_hz / bin_hz)
+        treble = int(0.9 * self.treble_hz / bin_hz)
+        peak = treble + int(np.argmax(power[treble:]))
+        peak_hz = peak * bin_hz
+        near = slice(int(peak * 0.97), int(peak * 1.03) + 1)
+        dominance = float(power[near].sum() / (power[upper:].sum() + 1e-30))
+        if dominance >= 0.5 and (freq_hz is None or confidence < 0.8):
+            freq_hz = peak_hz  # YIN found nothing, or something weak: trust the clear peak
+        elif freq_hz is None:
+            return None
+        elif peak_hz > 1.5 * freq_hz and dominance >= 0.5:
+            ratio = peak_hz / freq_hz
             if abs(ratio - round(ratio)) < 0.04 * round(ratio):
-                freq_hz = strongest_hz
+                freq_hz = peak_hz  # YIN took a multiple of the treble period
         if window * freq_hz / self.sample_rate < self.refine_periods:
-            return freq_hz  # too few periods for the peak to be sharper than YIN
-        return self._refine(power, bin_hz, freq_hz, float(power[strongest]))
+            return freq_hz, dominance  # too few periods for the peak to be sharper than YIN
+        strongest = float(power[1:].max())
+        return self._refine(power, bin_hz, freq_hz, strongest), dominance
 
     def _refine(self, power: np.ndarray, bin_hz: float, freq_hz: float, peak: float) -> float:
         lo = max(1, int(freq_hz * 0.95 / bin_hz))

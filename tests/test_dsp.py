@@ -126,8 +126,12 @@ def test_spectral_check_corrects_a_treble_octave_error():
     tone = struck(100, 0.05, sr=22050)[:512]
     f0 = midi_to_freq(100)
     check = SpectralCheck(22050)
-    assert check.check(tone, f0 / 2) == pytest.approx(f0, rel=0.01)
-    assert check.check(tone, f0) == pytest.approx(f0, rel=0.01)
+    corrected, dominance = check.check(tone, f0 / 2, confidence=0.9)
+    assert corrected == pytest.approx(f0, rel=0.01)
+    assert dominance > 0.5
+    assert check.check(tone, f0, confidence=0.9)[0] == pytest.approx(f0, rel=0.01)
+    assert check.check(tone, None)[0] == pytest.approx(f0, rel=0.01)  # YIN found nothing
+    assert check.check(np.zeros(512, np.float32), None) is None
 
 
 # -- the listener -------------------------------------------------------------------------
