@@ -31,6 +31,7 @@ class OnsetDetector:
         history_s: float = 0.1,
         level_rise_db: float = 8.0,
         level_rise_s: float = 0.04,
+        max_fall_db: float = 1.0,
     ) -> None:
         self.hop = hop
         self.frame_size = frame_size
@@ -53,6 +54,8 @@ class OnsetDetector:
         # loudest, not the quietest: the hop level of a bass note swings with its long period.)
         self._levels: deque[float] = deque(maxlen=max(2, round(level_rise_s * sample_rate / hop)))
         self._level_rise = level_rise_db
+        # A strike adds energy: the hop that holds it is never quieter than the one before.
+        self._max_fall_db = max_fall_db
 
     def flux(self, hop: np.ndarray) -> float:
         spectrum = np.log1p(100.0 * self._stft(hop).norm[self._band])
@@ -73,7 +76,7 @@ class OnsetDetector:
         self._last_flux = flux
         self._hops_since_onset += 1
         loudest_recent = max(self._levels) if self._levels else level_dbfs
-        falling = bool(self._levels) and level_dbfs < self._levels[-1] - 1.0
+        falling = bool(self._levels) and level_dbfs < self._levels[-1] - self._max_fall_db
         self._levels.append(level_dbfs)
         if falling:
             return None  # a strike never makes the sound quieter; a damper or a fade does
