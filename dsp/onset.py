@@ -40,6 +40,7 @@ class OnsetDetector:
         self._band = slice(int(np.searchsorted(freqs, 25.0)), int(np.searchsorted(freqs, 8000.0)))
         self._band_bins = self._band.stop - self._band.start
         self._previous = np.zeros(self._band_bins, np.float32)
+        self._spare = np.zeros(self._band_bins, np.float32)
         # sensitivity 0..1 -> absolute flux threshold (per bin, in log1p(100|X|) units)
         self._delta = 0.12 * (1.0 - sensitivity) + 0.02
         self._history: deque[float] = deque(maxlen=max(3, round(history_s * sample_rate / hop)))
@@ -58,10 +59,14 @@ class OnsetDetector:
         self._max_fall_db = max_fall_db
 
     def flux(self, hop: np.ndarray) -> float:
-        spectrum = np.log1p(100.0 * self._stft(hop).norm[self._band])
-        rise = spectrum - self._previous
-        self._previous = spectrum
-        return float(np.maximum(rise, 0.0, out=rise).sum()) / self._band_bins
+        # In-place arithmetic on two preallocated arrays: this runs every hop.
+        spectrum, previous = self._spare, self._previous
+        np.multiply(self._stft(hop).norm[self._band], 100.0, out=spectrum)
+        np.log1p(spectrum, out=spectrum)
+        rise = np.subtract(spectrum, previous, out=previous)  # the old spectrum is done with
+        flux = float(np.maximum(rise, 0.0, out=rise).sum()) / self._band_bins
+        self._previous, self._spare = spectrum, rise
+        return flux
 
     def process(self, hop: np.ndarray, level_dbfs: float, floor_dbfs: float) -> float | None:
         flux = self.flux(hop)

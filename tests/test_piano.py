@@ -1,0 +1,122 @@
+"""The listening core on real sampled pianos: FluidSynth renders made at test time, and the
+real recordings in ../shared/data/piano (skipped when absent)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from notesight.device.synth import Note
+from notesight.device.transcribe import transcribe_array
+from notesight.dsp.augment import room_version
+
+SR = 44100
+SPACING_S = 2.5
+
+
+def first_notes(audio: np.ndarray, keys: list[int]) -> list[int | None]:
+    """The first note found in each key's slot of a keys-one-after-another render."""
+    found = transcribe_array(audio, SR)
+    firsts = []
+    for i in range(len(keys)):
+        t0 = 0.5 + SPACING_S * i
+        in_slot = [n for n in found if t0 - 0.1 <= n["onset_s"] < t0 + SPACING_S - 0.1]
+        firsts.append(in_slot[0]["midi"] if in_slot else None)
+    return firsts
+
+
+def keys_render(piano, keys: list[int], velocity: int, soundfont: str = "FluidR3_GM"):
+    notes = tuple(Note(0.5 + SPACING_S * i, 1.2, m, velocity) for i, m in enumerate(keys))
+    return piano(notes, soundfont)
+
+
+@pytest.mark.parametrize("velocity", [40, 110])
+@pytest.mark.parametrize(
+    ("register", "keys"),
+    [
+        ("middle C3-B5", list(range(48, 84, 5))),
+        ("treble C6-C8", list(range(84, 109, 4))),
+        ("bass C2-B2", list(range(36, 48, 3))),
+    ],
+)
+def test_keys_of_each_register(piano, register, keys, velocity):
+    assert first_notes(keys_render(piano, keys, velocity), keys) == keys, register
+
+
+def test_low_bass_on_the_development_piano(piano):
+    keys = [21, 24, 27, 30, 33]
+    assert first_notes(keys_render(piano, keys, 100, "TimGM6mb"), keys) == keys
+
+
+def test_repeated_key_and_held_note(piano):
+    repeated = (Note(0.5, 0.3, 64, 90), Note(0.9, 0.3, 64, 90), Note(1.3, 0.3, 64, 90))
+    found = transcribe_array(piano(repeated), SR)
+    assert [n["midi"] for n in found] == [64, 64, 64]
+    held = transcribe_array(piano((Note(0.5, 3.0, 67, 90),)), SR)
+    assert [n["midi"] for n in held] == [67]
+
+
+LEGATO_LINE = [60, 62, 64, 65, 67, 65, 64, 62, 60, 67, 72, 67]
+
+
+def legato(piano, soundfont: str, room: bool):
+    notes = tuple(Note(0.5 + 0.3 * i, 0.3, m, 80) for i, m in enumerate(LEGATO_LINE))
+    audio = piano(notes, soundfont)
+    return notes, room_version(audio, SR, seed=3) if room else audio
+
+
+def test_legato_melody(piano):
+    notes, audio = legato(piano, "MuseScore_General", room=False)
+    found = transcribe_array(audio, SR)
+    line = LEGATO_LINE
+    assert [n["midi"] for n in found] == line
+    for note, n in zip(notes, found, strict=True):
+        assert abs(n["onset_s"] - note.onset_s) < 0.05
+        assert n["emitted_s"] - note.onset_s < 0.1
+
+
+SALAMANDER = {"C": 0, "Cs": 1, "D": 2, "Ds": 3, "E": 4, "F": 5, "Fs": 6, "G": 7}
+SALAMANDER |= {"Gs": 8, "A": 9, "As": 10, "B": 11}
+
+
+def test_real_grand_piano_notes(shared_data):
+    """Salamander Grand Piano V2 (Yamaha C5), CC BY 3.0, Alexander Holm."""
+    files = sorted((shared_data / "piano" / "salamander").glob("*.ogg"))
+    assert len(files) == 30
+    right = []
+    for path in files:
+        midi = 12 * (int(path.stem[-1]) + 1) + SALAMANDER[path.stem[:-1]]
+        audio, rate = sf.read(path, dtype="float32", always_2d=True)
+        found = transcribe_array(audio.mean(axis=1), rate)
+        right.append(bool(found) and found[0]["midi"] == midi)
+    # Measured 27 of 30 (A4 is heard a semitone sharp in its first 6 ms; F#7 and C8 are
+    # missed); the issue asks for 29. This guards against regressions, not the goal.
+    assert sum(right) >= 27
+
+
+def test_real_disklavier_performance_runs_and_finds_its_notes(shared_data):
+    """SMD Chopin Op. 28 No. 4 (CC BY-NC-SA 3.0): polyphonic, so only the melody-ish top is
+    expected from the monophonic core; most of what it reports must be real notes."""
+    path = shared_data / "piano" / "annotated" / "smd_chopin_op28-4_beginning.wav"
+    rows = [r.split(";") for r in path.with_suffix(".csv").read_text().splitlines()[1:] if r]
+    reference = [(float(r[0]), int(r[2])) for r in rows]
+    audio, rate = sf.read(path, dtype="float32", always_2d=True)
+    found = transcribe_array(audio.mean(axis=1), rate)
+    assert found
+    real = [
+        n
+        for n in found
+        if any(abs(n["onset_s"] - t) < 0.05 and n["midi"] == m for t, m in reference)
+    ]
+    assert len(real) >= 0.2 * len(found)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known weakness (bench: FluidR3 room melody F1 0.65): in legato the previous string "
+    "rings under the new one and YIN locks onto a period the two share (64 -> 50, 65 -> 41)",
+)
+def test_legato_melody_in_the_room_on_fluidr3(piano):
+    _, audio = legato(piano, "FluidR3_GM", room=True)
+    assert [n["midi"] for n in transcribe_array(audio, SR)] == LEGATO_LINE
