@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from notesight.dsp.events import NoteOff, NoteOn
-from notesight.dsp.listener import ListenerParams, NoteListener
+from notesight.dsp.listener import ListenerParams, NoteListener, analysis_factor, analysis_hop
 
 from .config import ListenSettings
 
@@ -50,7 +50,8 @@ def listener_params(settings: ListenSettings | None) -> ListenerParams:
 
 def daemon_block_size(sample_rate: int) -> int:
     """The block the daemon reads from the microphone: one analysis hop (~5.8 ms)."""
-    return NoteListener(sample_rate).hop * max(1, sample_rate // 20000)
+    # Computed from the parameters: building a listener here would set up all its detectors.
+    return analysis_hop(sample_rate, ListenerParams.hop_s) * analysis_factor(sample_rate)
 
 
 def notes_from_blocks(

@@ -14,7 +14,7 @@ import numpy as np
 from .decimate import Decimator
 from .events import NoteEvent, NoteOff, NoteOn
 from .level import NoiseFloor, rms_dbfs
-from .music import midi_to_name
+from .music import freq_to_midi, midi_to_name
 from .onset import OnsetDetector, locate_strike
 from .pitch import MultiWindowPitch, PitchEstimate, SpectralCheck, energy_below
 
@@ -53,6 +53,11 @@ def analysis_factor(sample_rate: int) -> int:
     return max(1, sample_rate // 20000)
 
 
+def analysis_hop(sample_rate: int, hop_s: float) -> int:
+    """Samples per hop at the analysis rate (after decimation)."""
+    return max(32, round(hop_s * sample_rate / analysis_factor(sample_rate)))
+
+
 class _PendingNote:
     """An onset whose pitch is not decided yet."""
 
@@ -88,7 +93,7 @@ class NoteListener:
         self._factor = analysis_factor(sample_rate)
         self.rate = sample_rate / self._factor
         self._decimator = Decimator(self._factor, sample_rate)
-        self.hop = max(32, round(p.hop_s * self.rate))
+        self.hop = analysis_hop(sample_rate, p.hop_s)
         # aubio's FFT wants a power of two.
         frame = 1 << max(2 * self.hop, round(p.onset_frame_s * self.rate) - 1).bit_length()
         # Every hop after a strike brings one longer window, up to ~93 ms (2.5 periods of A0).
@@ -228,7 +233,7 @@ class NoteListener:
         confidence = max(estimate.confidence if yin_agrees else 0.0, dominance)
         if estimate is not None and freq == estimate.freq_hz and confidence == estimate.confidence:
             return estimate
-        midi_float = 69.0 + 12.0 * float(np.log2(freq / self.params.a4_hz))
+        midi_float = freq_to_midi(freq, self.params.a4_hz)
         periods = len(window) * freq / self.rate
         return PitchEstimate(freq, confidence, len(window), midi_float, periods)
 

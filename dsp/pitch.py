@@ -7,11 +7,12 @@ samples after the strike, in the longest window from `window_sizes` that fits.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import aubio
 import numpy as np
+
+from .music import freq_to_midi
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,7 @@ class MultiWindowPitch:
         freq = float(detector(np.ascontiguousarray(samples[-size:], dtype=np.float32))[0])
         if freq <= 0.0:
             return None
-        midi_float = 69.0 + 12.0 * math.log2(freq / a4_hz)
+        midi_float = freq_to_midi(freq, a4_hz)
         periods = size * freq / self.sample_rate
         return PitchEstimate(freq, float(detector.get_confidence()), size, midi_float, periods)
 
