@@ -124,17 +124,26 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_listen_mic(args: argparse.Namespace) -> int:
-    from .audio import MicrophoneSource
+def cmd_run(args: argparse.Namespace) -> int:
+    from .run import RunOptions, run
 
     settings = _settings(args)
-    audio = settings.audio
-    device = audio.device or None
-    with MicrophoneSource(device, audio.sample_rate, audio.block_size) as mic:
-        print(f"listening on {mic.device.name} at {mic.sample_rate} Hz; Ctrl-C stops")
-        for note in notes_from_blocks(mic, mic.sample_rate, listener_params(settings.listen)):
-            _print_note(note, sys.stdout)
-            sys.stdout.flush()
+    options = RunOptions(
+        input_file=Path(args.input) if args.input else None,
+        simulate_dir=Path(args.simulate) if args.simulate else None,
+        fast=args.fast,
+        events_out=sys.stdout if args.jsonl else None,
+    )
+    if options.fast and options.input_file is None:
+        raise NotesightError("--fast needs --input FILE: a microphone only runs in real time")
+    stats = run(settings, options)
+    log.info(
+        "ran %.1f s of audio: %d notes, %d events%s",
+        stats.stream_s,
+        stats.notes,
+        stats.events,
+        f"; outputs that failed: {', '.join(stats.failed_outputs)}" if stats.failed_outputs else "",
+    )
     return 0
 
 
@@ -163,8 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fast", action="store_true", help="as fast as possible, not in real time")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("listen", help="print the notes heard by the microphone")
-    p.set_defaults(func=cmd_listen_mic)
+    p = sub.add_parser("run", help="run the daemon: microphone (or a file) to the outputs")
+    p.add_argument("--input", metavar="FILE", help="an audio file instead of the microphone")
+    p.add_argument("--simulate", metavar="DIR", help="write simulated LEDs, OLED and motor here")
+    p.add_argument("--fast", action="store_true", help="a file as fast as possible")
+    p.add_argument("--jsonl", action="store_true", help="print every event as a JSON line")
+    p.set_defaults(func=cmd_run)
     return parser
 
 

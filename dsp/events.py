@@ -33,3 +33,34 @@ class NoteOff:
 
 
 NoteEvent = NoteOn | NoteOff
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    """The sound level now (rate-limited by the daemon), with the slow noise-floor estimate."""
+
+    dbfs: float
+    floor_dbfs: float
+    stream_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Chord:
+    """The set of sounding keys changed into a (debounced) chord; `name` is "" when none sound."""
+
+    name: str
+    midis: tuple[int, ...]
+    stream_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """A household sound was confirmed (`active`) or has stopped (`active=False`)."""
+
+    label: str
+    confidence: float
+    stream_s: float
+    active: bool = True
+
+
+Event = NoteOn | NoteOff | Level | Chord | Alert

@@ -117,6 +117,11 @@ class NoteListener:
         self._sounding: _SoundingNote | None = None
         self.level_dbfs = -120.0
 
+    @property
+    def floor_dbfs(self) -> float:
+        """The slow noise-floor estimate (dBFS) the onset and release decisions use."""
+        return self._floor.dbfs
+
     # -- public streaming interface -------------------------------------------------------
     def feed(self, block: np.ndarray) -> list[NoteEvent]:
         block = np.asarray(block, dtype=np.float32)

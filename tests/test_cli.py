@@ -24,6 +24,7 @@ import soundfile as sf
 
 from notesight.device.cli import main
 from notesight.device.config import CONFIG_ENV_VAR
+from notesight.device.synth import Note
 
 SHIPPED_CONFIG = Path(__file__).resolve().parents[1] / "config" / "notesight.toml"
 RATE = 44100
@@ -590,7 +591,7 @@ def test_config_option_settings_are_used(
 
 
 # --------------------------------------------------------------------------------------------
-# devices, listen, demo, usage
+# devices, run, demo, usage
 # --------------------------------------------------------------------------------------------
 
 
@@ -615,10 +616,10 @@ def test_devices_without_microphone_or_with_a_list() -> None:
         assert "microphone" in text
 
 
-def test_listen_without_microphone_is_a_one_line_error() -> None:
+def test_run_without_microphone_is_a_one_line_error() -> None:
     if _has_input_device():
-        pytest.skip("this machine has an audio input; `listen` would run until stopped")
-    result = cli_subprocess("listen")
+        pytest.skip("this machine has an audio input; `run` would run until stopped")
+    result = cli_subprocess("run")
     assert result.returncode != 0
     line = assert_one_line_error(result.stderr, "microphone")
     assert "no microphone" in line
@@ -687,3 +688,23 @@ def test_reader_gone_before_any_output_is_not_an_error(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
     assert "Exception ignored" not in result.stderr
     assert result.returncode == 0
+
+
+def test_run_on_a_file_prints_events_as_jsonl(tmp_path: Path, piano) -> None:
+    audio = piano((Note(0.2, 0.5, 60, 90), Note(0.9, 0.5, 67, 90)))
+    path = tmp_path / "two.wav"
+    sf.write(path, audio, 44100)
+    result = cli_subprocess("run", "--input", str(path), "--fast", "--jsonl")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in result.stdout.splitlines()]
+    ons = [e for e in events if e["event"] == "note_on"]
+    offs = [e for e in events if e["event"] == "note_off"]
+    assert [e["midi"] for e in ons] == [60, 67]
+    assert [e["midi"] for e in offs] == [60, 67]
+    assert all(e["emitted_s"] >= e["onset_s"] for e in ons)
+
+
+def test_run_fast_needs_a_file() -> None:
+    result = cli_subprocess("run", "--fast")
+    assert result.returncode != 0
+    assert_one_line_error(result.stderr, "--input")
