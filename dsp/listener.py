@@ -16,7 +16,14 @@ from .events import NoteEvent, NoteOff, NoteOn
 from .level import NoiseFloor, rms_dbfs
 from .music import freq_to_midi, midi_to_name
 from .onset import OnsetDetector, locate_strike
-from .pitch import MultiWindowPitch, PitchEstimate, SpectralCheck, energy_below
+from .pitch import (
+    MultiWindowPitch,
+    PitchEstimate,
+    SpectralCheck,
+    energy_below,
+    missing_harmonic_factor,
+    power_spectrum,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,9 @@ class ListenerParams:
     min_periods: float = 2.0
     max_energy_below: float = 0.08  # see pitch.energy_below
     spectral_check: bool = True
+    harmonic_check: bool = True  # see pitch.missing_harmonic_factor
+    harmonic_check_periods: float = 4.0  # periods of the estimate the window must hold for it
+    legato_drop_semitones: float = 6.0  # a new note this far below the ringing one is checked
     comb_margin: float = 0.0  # confidence the legato comb must gain over the raw estimate
     agree_semitones: float = 0.4
     release_drop_db: float = 40.0  # note-off when the level falls this far below its peak
@@ -190,6 +200,8 @@ class NoteListener:
             window, estimate = self._without_previous_note(size, window, estimate)
         if self.params.spectral_check:
             estimate = self._check_spectrum(window, estimate)
+        if self.params.harmonic_check and estimate is not None:
+            estimate = self._check_harmonics(pending, window, estimate)
         if estimate is not None:
             pending.estimates.append(estimate)
             if self._accept(pending.estimates):
@@ -242,6 +254,33 @@ class NoteListener:
         periods = len(window) * freq / self.rate
         return PitchEstimate(freq, confidence, len(window), midi_float, periods)
 
+    def _check_harmonics(
+        self, pending: _PendingNote, window: np.ndarray, estimate: PitchEstimate
+    ) -> PitchEstimate:
+        """Move a too-low estimate up to the frequency its harmonics say (see
+        `missing_harmonic_factor`). While the previous note still rings, only what rose since
+        the strike counts, so the old string's partials cannot pass for the new note's."""
+        size = len(window)
+        if size * estimate.freq_hz / self.rate < self.params.harmonic_check_periods:
+            return estimate
+        power = power_spectrum(window)
+        if self._sounding is not None:
+            strike = self._filled - (self._position - pending.onset)
+            if strike - size >= 0:
+                before = power_spectrum(self._buffer[strike - size : strike])
+                power = np.maximum(power - before, 0.0)
+        bin_hz = self.rate / (2 * (len(power) - 1))
+        freq = estimate.freq_hz
+        for _ in range(3):
+            factor = missing_harmonic_factor(power, bin_hz, freq)
+            if factor == 1:
+                break
+            freq *= factor
+        if freq == estimate.freq_hz:
+            return estimate
+        midi_float = freq_to_midi(freq, self.params.a4_hz)
+        return PitchEstimate(freq, estimate.confidence, size, midi_float, size * freq / self.rate)
+
     def _in_range(self, e: PitchEstimate) -> bool:
         p = self.params
         return p.lowest_midi - 0.5 <= e.midi_float <= p.highest_midi + 0.5
@@ -250,6 +289,8 @@ class NoteListener:
         p = self.params
         latest = estimates[-1]
         if not self._in_range(latest) or latest.periods < p.min_periods:
+            return False
+        if self._suspiciously_low(latest):
             return False
         if (latest.confidence >= p.sure_confidence and latest.periods >= p.sure_periods) or (
             latest.confidence >= p.fast_confidence and latest.periods >= p.fast_periods
@@ -263,6 +304,17 @@ class NoteListener:
             and min(latest.confidence, before.confidence) >= p.min_confidence
         )
         return agree and self._no_energy_below(latest)
+
+    def _suspiciously_low(self, e: PitchEstimate) -> bool:
+        """Far below the note still ringing, YIN may have found the period the two strings
+        share; wait until the window is long enough for the harmonic check to tell."""
+        p = self.params
+        return (
+            p.harmonic_check
+            and self._sounding is not None
+            and e.midi_float < self._sounding.midi - p.legato_drop_semitones
+            and e.periods < p.harmonic_check_periods
+        )
 
     def _no_energy_below(self, e: PitchEstimate) -> bool:
         window = self._buffer[self._filled - e.window : self._filled]

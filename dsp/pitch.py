@@ -145,3 +145,48 @@ class SpectralCheck:
         denominator = a - 2 * b + c
         offset = 0.5 * (a - c) / denominator if denominator < 0 else 0.0
         return (k + offset) * bin_hz
+
+
+def power_spectrum(samples: np.ndarray, min_fft: int = 4096) -> np.ndarray:
+    """Power of a Hann-windowed, zero-padded FFT (at least `min_fft` points, 2x padding)."""
+    n_fft = max(min_fft, 1 << (2 * len(samples) - 1).bit_length())
+    return np.abs(np.fft.rfft(samples * np.hanning(len(samples)), n_fft)) ** 2
+
+
+def harmonic_energies(
+    power: np.ndarray, bin_hz: float, freq_hz: float, top_hz: float
+) -> np.ndarray:
+    """Peak power near each harmonic h * freq_hz (h = 1, 2, ...) up to `top_hz`, +-3%."""
+    count = max(1, int(top_hz / freq_hz))
+    energies = np.zeros(count)
+    for h in range(1, count + 1):
+        centre = h * freq_hz / bin_hz
+        lo, hi = int(centre * 0.97), int(centre * 1.03) + 2
+        if hi > len(power):
+            return energies[: h - 1]
+        energies[h - 1] = power[lo:hi].max()
+    return energies
+
+
+def missing_harmonic_factor(
+    power: np.ndarray, bin_hz: float, freq_hz: float, max_ratio: float = 0.1
+) -> int:
+    """k > 1 when `freq_hz` is k times too low: its harmonics that are not multiples of k hold
+    almost no energy (< `max_ratio` of those that are), so the sound is really k * freq_hz.
+
+    YIN's classic mistake on a mixture or a clean high note is a period that is a multiple of
+    the true one; then every k-th harmonic of the estimate is all there is. A real bass note
+    with a weak fundamental still has its odd partials, so it is not mistaken for this."""
+    top_hz = min(0.45 * bin_hz * 2 * (len(power) - 1), 12 * freq_hz)
+    energies = harmonic_energies(power, bin_hz, freq_hz, top_hz)
+    best = 1
+    for k in (5, 4, 3, 2):
+        if len(energies) < 2 * k:
+            continue
+        numbers = np.arange(1, len(energies) + 1)
+        shared = energies[numbers % k == 0].sum()
+        other = energies[numbers % k != 0].sum()
+        if shared > 0.0 and other < max_ratio * shared:
+            best = k
+            break
+    return best

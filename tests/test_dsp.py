@@ -241,3 +241,33 @@ def test_events_do_not_depend_on_block_size_except_emission_time():
 def test_heavily_clipped_note_is_one_note():
     tone = sequence([(0.5, struck(57, 1.0))], 2.0)
     assert [e.midi for e in note_ons(listen(np.clip(tone * 5, -1, 1)))] == [57]
+
+
+# --- harmonic check: a too-low estimate is moved up to what the harmonics say ---------------
+
+
+def _partials(f0: float, sr: int, seconds: float, amplitudes: list[float]) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    return sum(a * np.sin(2 * np.pi * (h + 1) * f0 * t) for h, a in enumerate(amplitudes))
+
+
+@pytest.mark.parametrize("k", [2, 3])
+def test_missing_harmonics_reveal_a_subharmonic_estimate(k: int) -> None:
+    from notesight.dsp.pitch import missing_harmonic_factor, power_spectrum
+
+    sr, f0 = 22050, 392.0
+    tone = _partials(f0, sr, 0.05, [1.0, 0.5, 0.3, 0.2])
+    power = power_spectrum(tone)
+    bin_hz = sr / (2 * (len(power) - 1))
+    assert missing_harmonic_factor(power, bin_hz, f0 / k) == k
+    assert missing_harmonic_factor(power, bin_hz, f0) == 1
+
+
+def test_bass_note_with_a_weak_fundamental_is_not_moved_up() -> None:
+    from notesight.dsp.pitch import missing_harmonic_factor, power_spectrum
+
+    sr, f0 = 22050, 55.0  # A1: the fundamental 30 dB under the partials, as on a real piano
+    tone = _partials(f0, sr, 0.2, [0.03, 1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2])
+    power = power_spectrum(tone)
+    bin_hz = sr / (2 * (len(power) - 1))
+    assert missing_harmonic_factor(power, bin_hz, f0) == 1
