@@ -8,6 +8,7 @@ samples after the strike, in the longest window from `window_sizes` that fits.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 
 import aubio
 import numpy as np
@@ -67,6 +68,15 @@ class MultiWindowPitch:
         return PitchEstimate(freq, float(detector.get_confidence()), size, midi_float, periods)
 
 
+@cache
+def hann(size: int) -> np.ndarray:
+    """A read-only Hann window. Memoized: the listener asks for the same dozen lengths on
+    every note, and building one costs as much as the FFT it weights."""
+    window = np.hanning(size)
+    window.flags.writeable = False
+    return window
+
+
 def energy_below(samples: np.ndarray, freq_hz: float, sample_rate: int) -> float:
     """Fraction of the power (above 20 Hz) that lies below 0.75 x `freq_hz`.
 
@@ -75,7 +85,7 @@ def energy_below(samples: np.ndarray, freq_hz: float, sample_rate: int) -> float
     a short window: a real note has almost nothing below its fundamental, a partial has plenty.
     """
     n_fft = max(1024, 1 << (2 * len(samples) - 1).bit_length())
-    power = np.abs(np.fft.rfft(samples * np.hanning(len(samples)), n_fft)) ** 2
+    power = np.abs(np.fft.rfft(samples * hann(len(samples)), n_fft)) ** 2
     bin_hz = sample_rate / n_fft
     lowest = int(20.0 / bin_hz) + 1
     split = max(lowest, int(0.75 * freq_hz / bin_hz))
@@ -111,7 +121,7 @@ class SpectralCheck:
         spectrum is one clear peak: the string."""
         window = len(samples)
         n_fft = max(8192, 1 << (4 * window - 1).bit_length())
-        power = np.abs(np.fft.rfft(samples * np.hanning(window), n_fft)) ** 2
+        power = np.abs(np.fft.rfft(samples * hann(window), n_fft)) ** 2
         bin_hz = self.sample_rate / n_fft
         upper = int(0.5 * self.treble_hz / bin_hz)
         treble = int(0.9 * self.treble_hz / bin_hz)
@@ -150,7 +160,7 @@ class SpectralCheck:
 def power_spectrum(samples: np.ndarray, min_fft: int = 4096) -> np.ndarray:
     """Power of a Hann-windowed, zero-padded FFT (at least `min_fft` points, 2x padding)."""
     n_fft = max(min_fft, 1 << (2 * len(samples) - 1).bit_length())
-    return np.abs(np.fft.rfft(samples * np.hanning(len(samples)), n_fft)) ** 2
+    return np.abs(np.fft.rfft(samples * hann(len(samples)), n_fft)) ** 2
 
 
 def harmonic_energies(
