@@ -107,11 +107,16 @@ class SpectralCheck:
     """
 
     def __init__(
-        self, sample_rate: int, treble_hz: float = 1000.0, refine_periods: float = 6.0
+        self,
+        sample_rate: int,
+        treble_hz: float = 1000.0,
+        refine_periods: float = 6.0,
+        partial_ratio: float = 0.25,
     ) -> None:
         self.sample_rate = sample_rate
         self.treble_hz = treble_hz
         self.refine_periods = refine_periods
+        self.partial_ratio = partial_ratio
 
     def check(
         self, samples: np.ndarray, freq_hz: float | None, confidence: float = 0.0
@@ -129,7 +134,9 @@ class SpectralCheck:
         peak_hz = peak * bin_hz
         near = slice(int(peak * 0.97), int(peak * 1.03) + 1)
         dominance = float(power[near].sum() / (power[upper:].sum() + 1e-30))
-        if dominance >= 0.5 and (freq_hz is None or confidence < 0.8):
+        if freq_hz is not None and self._is_partial_of(power, bin_hz, freq_hz, peak_hz):
+            pass  # the peak is an upper partial of YIN's note (a low string's bright partial)
+        elif dominance >= 0.5 and (freq_hz is None or confidence < 0.8):
             freq_hz = peak_hz  # YIN found nothing, or something weak: trust the clear peak
         elif freq_hz is None:
             return None
@@ -141,6 +148,22 @@ class SpectralCheck:
             return freq_hz, dominance  # too few periods for the peak to be sharper than YIN
         strongest = float(power[1:].max())
         return self._refine(power, bin_hz, freq_hz, strongest), dominance
+
+    def _is_partial_of(
+        self, power: np.ndarray, bin_hz: float, freq_hz: float, peak_hz: float
+    ) -> bool:
+        """Whether `peak_hz` is the k-th partial of a note at `freq_hz` that really sounds: its
+        other partials (not multiples of k) carry energy. When YIN took a multiple of a treble
+        note's period, those are missing (see `missing_harmonic_factor`)."""
+        ratio = peak_hz / freq_hz
+        k = round(ratio)
+        if k < 2 or abs(ratio - k) > 0.04 * k:
+            return False
+        energies = harmonic_energies(power, bin_hz, freq_hz, peak_hz * 1.02)
+        numbers = np.arange(1, len(energies) + 1)
+        shared = energies[numbers % k == 0].sum()
+        other = energies[numbers % k != 0].sum()
+        return bool(other >= self.partial_ratio * shared)
 
     def _refine(self, power: np.ndarray, bin_hz: float, freq_hz: float, peak: float) -> float:
         lo = max(1, int(freq_hz * 0.95 / bin_hz))
