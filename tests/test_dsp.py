@@ -271,3 +271,31 @@ def test_bass_note_with_a_weak_fundamental_is_not_moved_up() -> None:
     power = power_spectrum(tone)
     bin_hz = sr / (2 * (len(power) - 1))
     assert missing_harmonic_factor(power, bin_hz, f0) == 1
+
+
+@pytest.mark.parametrize("size", [768, 1024, 1536, 2048])
+@pytest.mark.parametrize("midi", [22, 33, 45, 57, 69])
+def test_fft_yin_gives_aubio_yins_answer(size: int, midi: int) -> None:
+    """The long windows use the FFT YIN; it must decide exactly like aubio's direct one."""
+    import aubio
+
+    from notesight.dsp.pitch import yin
+
+    sr = 22050
+    t = np.arange(size) / sr
+    f0 = midi_to_freq(midi)
+    rng = np.random.default_rng(midi)
+    tone = sum(np.sin(2 * np.pi * h * f0 * t + rng.uniform(0, 6)) / h for h in range(1, 9))
+    tone = (tone * np.exp(-3 * t) + 0.01 * rng.standard_normal(size)).astype(np.float32)
+    detector = aubio.pitch("yin", size, size, sr)
+    detector.set_unit("Hz")
+    detector.set_tolerance(0.3)
+    detector.set_silence(-120.0)
+    expected = float(detector(tone)[0])
+    freq, confidence = yin(tone, sr, 0.3)
+    if expected >= sr:
+        # No period fits the window: aubio's lag-0 answer (2 x the rate, confidence 0).
+        assert (freq, confidence) == (0.0, 0.0)
+        return
+    assert freq == pytest.approx(expected, rel=1e-3)
+    assert confidence == pytest.approx(float(detector.get_confidence()), abs=1e-3)
