@@ -3,6 +3,9 @@
 #
 #   ./install.sh          system packages + .venv with notesight (editable)
 #   ./install.sh --dev    the same, plus the development tools (pytest, ruff, mir_eval, scipy)
+#   sudo ./install.sh --service     the same, plus notesight as a systemd service
+#                                   (systemd/service-install.sh has the steps)
+#   sudo ./install.sh --uninstall   remove the service again (config and state are kept)
 #   ./install.sh --help
 #
 # Safe to run again: packages already installed are skipped, and an existing .venv is reused.
@@ -13,6 +16,8 @@ set -euo pipefail
 usage() {
     cat <<'EOF'
 Usage: ./install.sh [--dev] [--help]
+       sudo ./install.sh --service [--mosquitto] [--root DIR]
+       sudo ./install.sh --uninstall [--purge] [--root DIR]
 
 Installs notesight on Debian or Raspberry Pi OS (bookworm or later):
   1. the Debian packages it needs (apt-get; only those missing; sudo when not root)
@@ -21,6 +26,21 @@ Installs notesight on Debian or Raspberry Pi OS (bookworm or later):
 
 Options:
   --dev     also install the development tools: pip install -e '.[dev]'
+  --service
+            also run notesight as a system service: a user 'notesight' (groups audio,
+            gpio, spi, i2c), notesight in /opt/notesight, the config in
+            /etc/notesight/config.toml (never overwritten; a changed default goes to
+            config.toml.new), SPI and I2C enabled on a Raspberry Pi, and the unit
+            notesight.service installed, enabled and started
+  --mosquitto
+            with --service: also enable and start the local mosquitto MQTT broker
+  --uninstall
+            remove the service, /opt/notesight and the user; keeps /etc/notesight and
+            /var/lib/notesight
+  --purge   with --uninstall: remove /etc/notesight and /var/lib/notesight too
+  --root DIR
+            with --service or --uninstall: work inside DIR instead of / (packaging,
+            tests); system commands are printed, not run
   -h, --help
             show this help and exit
 
@@ -40,7 +60,9 @@ APT_PACKAGES=(
     timgm6mb-soundfont
     musescore-general-soundfont
     mosquitto                   # MQTT broker (its service may start on install; not relied on)
+    openssl                     # makes the CA and certificates of the MQTT TLS tests
     ffmpeg                      # decoding mp3 and other compressed audio
+    espeak-ng                   # synthesized speech for the alert classifier's training and tests
 )
 MIN_PYTHON="3.11"
 
@@ -54,11 +76,25 @@ die() {
 # Each option sets a variable here; the steps at the bottom read them. To add an option, add a
 # variable, a case branch and a line in usage().
 WANT_DEV=0
+MODE=checkout # checkout | service | uninstall
+WANT_MOSQUITTO=0
+WANT_PURGE=0
+ROOT=""
 
 parse_args() {
     while (($# > 0)); do
         case "$1" in
             --dev) WANT_DEV=1 ;;
+            --service) MODE=service ;;
+            --uninstall) MODE=uninstall ;;
+            --mosquitto) WANT_MOSQUITTO=1 ;;
+            --purge) WANT_PURGE=1 ;;
+            --root)
+                (($# > 1)) || usage_error "--root needs a folder: --root DIR"
+                ROOT=$(realpath -m -- "$2")
+                [[ $ROOT != / ]] || ROOT=""
+                shift
+                ;;
             -h | --help)
                 usage
                 exit 0
@@ -76,6 +112,15 @@ parse_args() {
         esac
         shift
     done
+    if [[ $MODE != service ]] && ((WANT_MOSQUITTO)); then usage_error "--mosquitto goes with --service"; fi
+    if [[ $MODE != uninstall ]] && ((WANT_PURGE)); then usage_error "--purge goes with --uninstall"; fi
+    if [[ $MODE == checkout && -n $ROOT ]]; then usage_error "--root goes with --service or --uninstall"; fi
+}
+
+usage_error() {
+    printf 'install.sh: %s\n' "$1" >&2
+    printf "Run './install.sh --help' to see the options.\n" >&2
+    exit 2
 }
 
 # ---- steps --------------------------------------------------------------------------------
@@ -141,10 +186,23 @@ pip_install() {
 main() {
     parse_args "$@"
     cd "$(dirname "${BASH_SOURCE[0]}")"
-    install_apt_packages
-    make_venv
-    pip_install
-    say "done: try .venv/bin/notesight demo"
+    # shellcheck source=systemd/service-install.sh
+    source systemd/service-install.sh
+    if [[ $MODE == uninstall ]]; then
+        uninstall_service
+        return
+    fi
+    if [[ -z $ROOT ]]; then # with --root, nothing outside DIR changes: not even .venv
+        if [[ $MODE == service ]]; then require_root_for_service --service; fi
+        install_apt_packages
+        make_venv
+        pip_install
+        if [[ $MODE == service && -n ${SUDO_USER:-} ]]; then
+            chown -R "$(stat -c %u:%g .)" .venv # run with sudo: .venv stays the checkout owner's
+        fi
+        say "done: try .venv/bin/notesight demo"
+    fi
+    if [[ $MODE == service ]]; then install_service; fi
 }
 
 main "$@"

@@ -15,6 +15,7 @@ import numpy as np
 
 from .config import Settings, load_settings
 from .errors import NotesightError
+from .systemd import JournalFormatter, under_systemd
 from .transcribe import Note, daemon_block_size, listener_params, notes_from_blocks, write_midi
 
 log = logging.getLogger("notesight")
@@ -81,6 +82,16 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate_leds(args: argparse.Namespace) -> int:
+    from .calibrate import calibrate_leds, calibration_target
+    from .config import default_config_path
+
+    settings = _settings(args)
+    in_use = Path(args.config) if args.config else default_config_path()
+    target = Path(args.write) if args.write else calibration_target(None, in_use)
+    return calibrate_leds(settings.leds, target, (args.a0, args.c4, args.c8))
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     from .config import default_config_path
 
@@ -112,15 +123,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     blocks: Iterator[np.ndarray] = (audio[i : i + block] for i in range(0, len(audio), block))
     if not args.fast:
         blocks = _paced(blocks, sample_rate)
-    count = 0
-    latencies = []
-    for note in notes_from_blocks(blocks, sample_rate, listener_params(settings.listen)):
+    from .demo_view import run_demo
+
+    def print_note(note: Note) -> None:
         _print_note(note, sys.stdout)
         sys.stdout.flush()
-        count += 1
-        latencies.append(1000.0 * (note.emitted_s - note.onset_s))
+
+    # The LED strip is drawn live in the terminal (not with --fast: it would only flicker).
+    terminal = sys.stdout if sys.stdout.isatty() and not args.fast else None
+    params = listener_params(settings.listen)
+    notes = run_demo(blocks, sample_rate, params, print_note, settings.leds, terminal)
+    latencies = [1000.0 * (note.emitted_s - note.onset_s) for note in notes]
     median = f", median latency {np.median(latencies):.0f} ms" if latencies else ""
-    print(f"\n{count} notes heard{median}.")
+    print(f"\n{len(notes)} notes heard{median}.")
     return 0
 
 
@@ -133,6 +148,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         simulate_dir=Path(args.simulate) if args.simulate else None,
         fast=args.fast,
         events_out=sys.stdout if args.jsonl else None,
+        config_path=Path(args.config) if args.config else None,
+        wait_for_mic=args.wait_for_mic,
+        log_level_from_config=not args.verbose,
     )
     if options.fast and options.input_file is None:
         raise NotesightError("--fast needs --input FILE: a microphone only runs in real time")
@@ -145,6 +163,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         f"; outputs that failed: {', '.join(stats.failed_outputs)}" if stats.failed_outputs else "",
     )
     return 0
+
+
+def cmd_classify(args: argparse.Namespace) -> int:
+    from .classify import classify_file
+
+    classify_file(Path(args.file), _settings(args), sys.stdout, jsonl=args.jsonl)
+    return 0
+
+
+def cmd_train_alerts(args: argparse.Namespace) -> int:
+    from .classify import train_alerts
+
+    summary = train_alerts(Path(args.folder), Path(args.out), tiny=args.tiny)
+    print(
+        f"wrote {summary['out']} ({summary['bytes']} bytes, {summary['windows']} training "
+        f"windows, {summary['seconds']} s); use it with [alerts].model = {json.dumps(summary['out'])}"
+    )
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import doctor
+
+    return doctor(Path(args.config) if args.config else None, sys.stdout)
+
+
+def cmd_listen(args: argparse.Namespace) -> int:
+    from .mqtt_listen import listen
+
+    return listen(_settings(args), sys.stdout, device=args.device, count=args.count, raw=args.json)
+
+
+_CONFIG_HELP = "config file (the same as --config before the command)"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,6 +219,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", help="config file (default: the one notesight would use)")
     p.set_defaults(func=cmd_check_config)
 
+    p = sub.add_parser("calibrate-leds", help="line the LED strip up with the keys")
+    p.add_argument("--a0", type=int, metavar="N", help="the LED above A0 (with --c4, --c8)")
+    p.add_argument("--c4", type=int, metavar="N", help="the LED above C4")
+    p.add_argument("--c8", type=int, metavar="N", help="the LED above C8")
+    p.add_argument(
+        "--write",
+        metavar="FILE",
+        help="the config to write (default: the one in use, or "
+        "/etc/notesight/config.toml instead of the documented defaults)",
+    )
+    p.set_defaults(func=cmd_calibrate_leds)
+
     p = sub.add_parser("demo", help="play a short piano clip through the pipeline (no hardware)")
     p.add_argument("--fast", action="store_true", help="as fast as possible, not in real time")
     p.set_defaults(func=cmd_demo)
@@ -177,7 +240,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulate", metavar="DIR", help="write simulated LEDs, OLED and motor here")
     p.add_argument("--fast", action="store_true", help="a file as fast as possible")
     p.add_argument("--jsonl", action="store_true", help="print every event as a JSON line")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=_CONFIG_HELP)
+    p.add_argument(
+        "--wait-for-mic",
+        action="store_true",
+        help="wait for a missing microphone instead of failing (the service uses this)",
+    )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("listen", help="print what the devices publish over MQTT (shows gaps)")
+    p.add_argument("--config", metavar="FILE", default=argparse.SUPPRESS, help=_CONFIG_HELP)
+    p.add_argument(
+        "--device", metavar="ID", help="only this device (default: [mqtt].device_id, or all)"
+    )
+    p.add_argument("--count", type=int, metavar="N", help="stop after N events")
+    p.add_argument("--json", action="store_true", help="print each payload as a JSON line")
+    p.set_defaults(func=cmd_listen)
+
+    p = sub.add_parser("doctor", help="check microphone, outputs, broker, config, permissions")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("classify", help="print the household sounds (alerts) in an audio file")
+    p.add_argument("file", help="WAV, FLAC, OGG or MP3 file")
+    p.add_argument("--jsonl", action="store_true", help="one JSON object per alert, nothing else")
+    p.set_defaults(func=cmd_classify)
+
+    p = sub.add_parser("models", help="manage the models (retrain the alert classifier)")
+    models = p.add_subparsers(dest="models_command", required=True, metavar="ACTION")
+    p = models.add_parser(
+        "train-alerts",
+        help="retrain the alert classifier with your own recordings (needs the train extra)",
+    )
+    p.add_argument("folder", help="a folder with one sub-folder of recordings per alert class")
+    p.add_argument("--out", default="alerts-retrained.tflite", help="the new model file to write")
+    p.add_argument("--tiny", action="store_true", help="a quick, small training (for testing)")
+    p.set_defaults(func=cmd_train_alerts)
     return parser
 
 
@@ -204,6 +301,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if under_systemd():
+        # journald adds the time and reads <N> as the priority: see JournalFormatter.
+        for handler in logging.getLogger().handlers:
+            if isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr:
+                handler.setFormatter(JournalFormatter())
     return _run(args.func, args)
 
 

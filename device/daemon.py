@@ -9,20 +9,29 @@ exactly what the live daemon would have shown, only sooner.
 
 from __future__ import annotations
 
+import dataclasses
+import errno
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from notesight.dsp.events import Event, Level, NoteOn
+from notesight.dsp.events import Event, Level, NoteOff, NoteOn
 from notesight.dsp.listener import ListenerParams, NoteListener
 
-from .errors import OutputError
+from .errors import OutputError, explain_os_error
 from .outputs import DeviceStatus, Output
 
+if TYPE_CHECKING:
+    from .classifier import AlertHook
+
 log = logging.getLogger(__name__)
+
+# OSErrors that explain_os_error turns into a fix (the rest keep their own text).
+_EXPLAINED_ERRNOS = frozenset({errno.ENOENT, errno.EACCES, errno.EPERM, errno.EBUSY, errno.ENOSPC})
 
 
 @dataclass
@@ -34,6 +43,42 @@ class RunStats:
     notes: int = 0
     events: int = 0
     failed_outputs: list[str] = field(default_factory=list)
+    no_audio_s: float = 0.0  # seconds the source had no audio (microphone gone or stalled)
+    reloads: int = 0
+
+
+@dataclass(frozen=True)
+class NoAudio:
+    """Yielded by a source instead of a block when no audio came for `seconds` of wall time
+    (microphone unplugged or stalled). The daemon still ticks the outputs, so they can show it,
+    and its stream clock advances by `seconds`, so fades and timers go on."""
+
+    seconds: float
+
+
+def _shifted(event: Event, offset_s: float) -> Event:
+    """A listener's event moved onto the daemon's clock (a listener counts from its own start)."""
+    if offset_s == 0.0:
+        return event
+    if isinstance(event, NoteOn):
+        return dataclasses.replace(
+            event, onset_s=event.onset_s + offset_s, emitted_s=event.emitted_s + offset_s
+        )
+    if isinstance(event, NoteOff):
+        return dataclasses.replace(
+            event, offset_s=event.offset_s + offset_s, emitted_s=event.emitted_s + offset_s
+        )
+    return event
+
+
+def _reason(exc: Exception, name: str) -> str:
+    """An output's failure in the caretaker's words."""
+    if isinstance(exc, OSError) and exc.errno in _EXPLAINED_ERRNOS:
+        if exc.filename:
+            return explain_os_error(exc, exc.filename, f"{name} device")
+        if exc.errno == errno.ENOSPC:
+            return "no space left on the disk: free some space, then restart notesight"
+    return str(exc)
 
 
 class Daemon:
@@ -50,40 +95,101 @@ class Daemon:
         stop: threading.Event | None = None,
         level_interval_s: float = 0.05,
         on_block: Callable[[RunStats], None] | None = None,
+        alerts: AlertHook | None = None,
     ) -> None:
         self.sample_rate = sample_rate
+        # The household-sound classifier (device/classifier.py): fed each block, its alerts
+        # join the events, its key gate filters note-ons, and it routes alerts per output.
+        self.alerts = alerts
         self.outputs: list[Output] = list(outputs)
         self.status = status or DeviceStatus()
         self.stop = stop or threading.Event()
-        self._listener = NoteListener(sample_rate, params)
+        self.params = params
+        # A listener counts time from its own start; after a gap in the audio or a reload a new
+        # one starts at `_listener_start_s` of the daemon's clock, having had `_consumed` samples.
+        self._listener: NoteListener | None = NoteListener(sample_rate, params)
+        self._listener_start_s = 0.0
+        self._consumed = 0
+        self._stream_s = 0.0
         self._level_interval_s = level_interval_s
         self._on_block = on_block
         self.stats = RunStats()
 
-    def run(self, blocks: Iterable[np.ndarray]) -> RunStats:
-        consumed = 0
+    def run(self, blocks: Iterable[np.ndarray | NoAudio]) -> RunStats:
         next_level_s = 0.0
         try:
             for block in blocks:
                 if self.stop.is_set():
                     break
-                events: list[Event] = list(self._listener.feed(block))
-                consumed += len(block)
-                stream_s = consumed / self.sample_rate
-                if stream_s >= next_level_s:
-                    listener = self._listener
-                    events.append(Level(listener.level_dbfs, listener.floor_dbfs, stream_s))
-                    next_level_s = stream_s + self._level_interval_s
-                self._dispatch(events)
-                self._tick(stream_s)
-                self.stats.blocks += 1
-                self.stats.stream_s = stream_s
+                if isinstance(block, NoAudio):
+                    self._no_audio(block.seconds)
+                else:
+                    listener = self._listening()
+                    events = [self._on_clock(e) for e in listener.feed(block)]
+                    self._consumed += len(block)
+                    stream_s = self._listener_start_s + self._consumed / self.sample_rate
+                    self._stream_s = stream_s
+                    if stream_s >= next_level_s:
+                        events.append(Level(listener.level_dbfs, listener.floor_dbfs, stream_s))
+                        next_level_s = stream_s + self._level_interval_s
+                    if self.alerts is not None:
+                        events = self.alerts.on_block(block, events, stream_s)
+                    self._dispatch(events)
+                    self._tick(stream_s)
+                    self.stats.blocks += 1
+                self.stats.stream_s = self._stream_s
                 if self._on_block is not None:
                     self._on_block(self.stats)
-            self._dispatch(list(self._listener.flush()))
+            self._end_listener()
+            if self.alerts is not None:
+                self._dispatch(self.alerts.close())
         finally:
+            if self.alerts is not None:
+                self.alerts.close()  # joins the classifier thread if the loop ended by an error
             self._close_outputs()
         return self.stats
+
+    def reload(
+        self, params: ListenerParams | None, build_outputs: Callable[[], Sequence[Output]]
+    ) -> None:
+        """Apply a new config between two blocks; the audio source is not touched.
+
+        The old outputs are closed first (a GPIO pin or an SPI device can have one owner only),
+        then `build_outputs()` makes the new ones. New listener parameters end the sounding note
+        (its note-off goes to the old outputs) and a new listener starts with the next block;
+        unchanged parameters keep the listener, so a colour change does not cut a note short.
+        """
+        if params != self.params:
+            self._end_listener()
+            self.params = params
+        self._close_outputs()
+        self.outputs = []
+        self.outputs = list(build_outputs())
+        self.stats.reloads += 1
+
+    # -- the listener on the daemon's clock ------------------------------------------------------
+    def _listening(self) -> NoteListener:
+        if self._listener is None:
+            self._listener = NoteListener(self.sample_rate, self.params)
+            self._listener_start_s = self._stream_s
+            self._consumed = 0
+        return self._listener
+
+    def _on_clock(self, event: Event) -> Event:
+        return _shifted(event, self._listener_start_s)
+
+    def _end_listener(self) -> None:
+        """Flush the listener (its sounding note ends now) so the next audio starts afresh."""
+        if self._listener is not None:
+            self._dispatch([self._on_clock(e) for e in self._listener.flush()])
+            self._listener = None
+
+    def _no_audio(self, seconds: float) -> None:
+        # Audio before and after a gap do not join up: a new listener starts when it returns.
+        self._end_listener()
+        self._stream_s += seconds
+        self.stats.no_audio_s += seconds
+        self._tick(self._stream_s)
 
     # -- fan-out, with failing outputs dropped -------------------------------------------------
     def _dispatch(self, events: list[Event]) -> None:
@@ -92,7 +198,8 @@ class Daemon:
             if isinstance(event, NoteOn):
                 self.stats.notes += 1
             for output in list(self.outputs):
-                self._call(output, output.handle, event)
+                if self.alerts is None or self.alerts.wants(output.name, event):
+                    self._call(output, output.handle, event)
 
     def _tick(self, stream_s: float) -> None:
         for output in list(self.outputs):
@@ -103,7 +210,15 @@ class Daemon:
             method(*args)
         except (OutputError, OSError) as exc:
             # One clear line, then carry on without it: the pianist keeps the other outputs.
-            log.error("%s output stopped: %s", output.name, exc)
+            log.error("%s output stopped: %s", output.name, _reason(exc, output.name))
+            self._drop(output)
+        except Exception:
+            # A bug in one output must not take the listening (and the other outputs) down.
+            log.exception("%s output stopped by an unexpected error (a bug)", output.name)
+            self._drop(output)
+
+    def _drop(self, output: Output) -> None:
+        if output in self.outputs:
             self.outputs.remove(output)
             self.stats.failed_outputs.append(output.name)
             try:

@@ -1,0 +1,236 @@
+"""Train the household-sound classifier: `python -m notesight.models.train_alerts`.
+
+One command rebuilds `models/alerts.tflite` from the real recordings in ../shared/data, the
+synthesized alerts, FluidSynth piano and espeak-ng speech (see `alert_data.py` for what is
+mixed how). Needs the optional extra: `pip install -e '.[train]'` (TensorFlow, CPU build).
+
+    python -m notesight.models.train_alerts                 # the shipped model
+    python -m notesight.models.train_alerts --extra DIR     # plus a caretaker's recordings
+    python -m notesight.models.train_alerts --tiny --out /tmp/x.tflite   # a smoke test
+
+Everything is seeded; features of the mixed windows are cached (build/alerts-cache) so a
+second run with the same settings goes straight to training. About 4 minutes on two cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from notesight.dsp.alerts import CLASSES
+from notesight.dsp.features import N_FRAMES, N_MELS, log_mel_batch
+
+from . import alert_data as data
+
+log = logging.getLogger("notesight.train_alerts")
+
+DEFAULT_OUT = Path(__file__).resolve().parent / "alerts.tflite"
+DEFAULT_CACHE = data.REPO_ROOT / "build" / "alerts-cache"
+RECIPE_VERSION = 1  # bump when the data or features change, so cached features are redone
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Everything that decides the training set and the model."""
+
+    per_class: int = 1500  # training windows per class (and as many of room noise alone)
+    synth_per_class: int = 60  # synthesized sounds per synthesized class
+    speech_utterances: int = 80
+    piano_pieces: int = 8  # random pieces per training soundfont
+    epochs: int = 14
+    batch: int = 64
+    seed: int = 1
+    real_data: bool = True  # use ../shared/data when present
+
+    @classmethod
+    def tiny(cls) -> Recipe:
+        """Minutes become seconds: a few windows, one epoch. For the test suite."""
+        return cls(
+            per_class=12,
+            synth_per_class=2,
+            speech_utterances=2,
+            piano_pieces=1,
+            epochs=1,
+            batch=32,
+            real_data=False,
+        )
+
+
+class TrainingUnavailable(RuntimeError):
+    """TensorFlow (the `train` extra) is not installed."""
+
+
+def require_tensorflow():
+    try:
+        import tensorflow as tf
+    except ImportError as exc:
+        raise TrainingUnavailable(
+            "training needs TensorFlow: install the extra with "
+            "`.venv/bin/pip install -e '.[train]'`"
+        ) from exc
+    return tf
+
+
+# -- data -----------------------------------------------------------------------------------
+def gather_sources(recipe: Recipe, sounds_dir: Path, extra: Path | None) -> list[data.Source]:
+    sources: list[data.Source] = []
+    if recipe.real_data and sounds_dir.is_dir():
+        sources += data.real_sources(sounds_dir)
+    elif recipe.real_data:
+        log.warning("%s not found: training on synthesized sounds only", sounds_dir)
+    sources += data.synth_sources(recipe.synth_per_class, "train", recipe.seed)
+    sources += data.speech_sources(recipe.speech_utterances, "train", recipe.seed)
+    if extra is not None:
+        sources += data.folder_sources(extra)
+    return sources
+
+
+def gather_pianos(recipe: Recipe, cache: Path) -> list[np.ndarray]:
+    pianos = data.rendered_piano(data.TRAIN_PIANOS, recipe.piano_pieces, 100 * recipe.seed, cache)
+    piano_dir = data.SHARED_DATA / "piano"
+    if recipe.real_data and piano_dir.is_dir():
+        pianos += data.real_piano(piano_dir, "train")
+    return pianos
+
+
+def _fingerprint(
+    recipe: Recipe, sources: Sequence[data.Source], pianos: Sequence[np.ndarray]
+) -> str:
+    digest = hashlib.sha1(json.dumps([RECIPE_VERSION, asdict(recipe)]).encode())
+    for source in sources:
+        digest.update(f"{source.label}|{source.name}|{source.split}|{len(source.audio)}".encode())
+    for piano in pianos:
+        digest.update(str(len(piano)).encode())
+    return digest.hexdigest()[:16]
+
+
+def training_set(
+    recipe: Recipe, sources: Sequence[data.Source], pianos: Sequence[np.ndarray], cache: Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features and labels of the training windows, from the cache when it has them."""
+    path = cache / f"train-{_fingerprint(recipe, sources, pianos)}.npz"
+    if path.is_file():
+        stored = np.load(path)
+        return stored["x"], stored["y"]
+    train = [s for s in sources if s.split == "train"]
+    windows, labels = data.make_windows(train, pianos, recipe.per_class, recipe.seed)
+    features = log_mel_batch(windows)
+    cache.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".part.npz")
+    np.savez(partial, x=features, y=labels)
+    partial.replace(path)
+    return features, labels
+
+
+# -- model ----------------------------------------------------------------------------------
+def build_model(tf):
+    """A small CNN on the (frames, mels) log-mel image: four conv blocks, global average and
+    max pooling (an alert may fill the window or be one knock in it), one sigmoid per class
+    (an alert and piano can both be there)."""
+    keras = tf.keras
+    inputs = keras.Input(shape=(N_FRAMES, N_MELS), name="log_mel")
+    x = keras.layers.Reshape((N_FRAMES, N_MELS, 1))(inputs)
+    for filters in (16, 32, 48, 64):
+        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+        x = keras.layers.BatchNormalization()(x)
+        x = keras.layers.ReLU()(x)
+        if filters != 64:
+            x = keras.layers.MaxPooling2D(2)(x)
+    pooled = keras.layers.Concatenate()(
+        [keras.layers.GlobalAveragePooling2D()(x), keras.layers.GlobalMaxPooling2D()(x)]
+    )
+    pooled = keras.layers.Dropout(0.3)(pooled)
+    outputs = keras.layers.Dense(len(CLASSES), activation="sigmoid", name="classes")(pooled)
+    return keras.Model(inputs, outputs)
+
+
+def fit(tf, recipe: Recipe, x: np.ndarray, y: np.ndarray):
+    tf.keras.utils.set_random_seed(recipe.seed)
+    model = build_model(tf)
+    steps = max(1, int(np.ceil(len(x) / recipe.batch))) * recipe.epochs
+    schedule = tf.keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=steps, alpha=0.05)
+    model.compile(
+        optimizer=tf.keras.optimizers.Adam(schedule),
+        loss=tf.keras.losses.BinaryCrossentropy(),
+        metrics=[tf.keras.metrics.BinaryAccuracy(name="acc")],
+    )
+    verbose = 2 if log.isEnabledFor(logging.INFO) else 0
+    model.fit(x, y, batch_size=recipe.batch, epochs=recipe.epochs, shuffle=True, verbose=verbose)
+    return model
+
+
+def to_tflite(tf, model) -> bytes:
+    """Float model with dynamic-range int8 weights: ~4x smaller, same input and output."""
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    return converter.convert()
+
+
+def train(
+    recipe: Recipe,
+    out: Path,
+    *,
+    sounds_dir: Path = data.SHARED_DATA / "sounds",
+    extra: Path | None = None,
+    cache: Path = DEFAULT_CACHE,
+) -> dict:
+    """Build the training set, train, write the .tflite to `out`; returns a summary."""
+    tf = require_tensorflow()
+    started = time.monotonic()
+    sources = gather_sources(recipe, sounds_dir, extra)
+    pianos = gather_pianos(recipe, cache)
+    x, y = training_set(recipe, sources, pianos, cache)
+    log.info("%d training windows (%.0f s to prepare)", len(x), time.monotonic() - started)
+    model = fit(tf, recipe, x, y)
+    blob = to_tflite(tf, model)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_suffix(".part")
+    partial.write_bytes(blob)
+    partial.replace(out)
+    return {
+        "out": str(out),
+        "bytes": len(blob),
+        "windows": len(x),
+        "parameters": int(model.count_params()),
+        "sources": len([s for s in sources if s.split == "train"]),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m notesight.models.train_alerts")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="model file to write")
+    parser.add_argument("--extra", type=Path, help="folder of own recordings, one folder per class")
+    parser.add_argument("--sounds", type=Path, default=data.SHARED_DATA / "sounds")
+    parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
+    parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke test")
+    parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    recipe = Recipe.tiny() if args.tiny else Recipe()
+    if args.epochs:
+        recipe = Recipe(**{**asdict(recipe), "epochs": args.epochs})
+    try:
+        summary = train(
+            recipe, args.out, sounds_dir=args.sounds, extra=args.extra, cache=args.cache
+        )
+    except (TrainingUnavailable, ValueError) as exc:
+        print(f"train_alerts: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
