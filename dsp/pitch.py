@@ -47,7 +47,9 @@ def yin(samples: np.ndarray, sample_rate: int, tolerance: float = 0.3) -> tuple[
     shifted_energy = energy[half : 2 * half] - energy[:half]  # sum of x[j+tau]^2 over j < half
     difference = energy[half] + shifted_energy - 2.0 * correlation
     difference[0] = 0.0
-    np.maximum(difference, 0.0, out=difference)  # FFT rounding can dip just below zero
+    # FFT rounding leaves noise of ~1e-16 of the energy where the direct sum is exactly 0
+    # (a constant window, a DC offset): zero it, or it would look periodic.
+    difference[difference < 1e-12 * (energy[-1] + 1e-30)] = 0.0
     running = np.cumsum(difference[1:])
     normalised = np.ones(half)
     with np.errstate(divide="ignore", invalid="ignore"):

@@ -299,3 +299,10 @@ def test_fft_yin_gives_aubio_yins_answer(size: int, midi: int) -> None:
         return
     assert freq == pytest.approx(expected, rel=1e-3)
     assert confidence == pytest.approx(float(detector.get_confidence()), abs=1e-3)
+
+
+def test_fft_yin_finds_no_period_in_a_constant_window() -> None:
+    """A DC offset with nothing on it has no period (aubio: confidence 0), not a rounding one."""
+    from notesight.dsp.pitch import yin
+
+    assert yin(np.full(2048, 0.2, np.float32), 22050, 0.3) == (0.0, 0.0)
