@@ -38,7 +38,7 @@ def build_feedback_outputs(
     if terminal is None and options.events_out is None:
         terminal = sys.stdout
     builders: list[Callable[[], Output | None]] = [
-        lambda: _led_strip(settings.leds, terminal),
+        lambda: _led_strip(settings, status, terminal),
         lambda: _oled(settings, status),
         lambda: _motor(settings),
     ]
@@ -67,7 +67,12 @@ def simulated_outputs(settings: Settings, status: DeviceStatus, folder: Path) ->
         raise NotesightError(explain_os_error(exc, folder, "simulation folder")) from None
     try:
         return [
-            LedStrip(settings.leds, SimulatorBackend(folder / "leds.jsonl")),
+            LedStrip(
+                settings.leds,
+                SimulatorBackend(folder / "leds.jsonl"),
+                status,
+                alert_timeout_s=settings.alerts.timeout_s,
+            ),
             SimulatedOled(settings.oled, status, folder / "oled"),
             Motor(settings.motor, JsonlMotorSink(folder / "motor.jsonl")),
         ]
@@ -97,11 +102,13 @@ def led_backend(settings: LedSettings, terminal: IO[str] | None) -> LedBackend |
     return led_backends.DdpBackend(settings)
 
 
-def _led_strip(settings: LedSettings, terminal: IO[str] | None) -> Output | None:
+def _led_strip(settings: Settings, status: DeviceStatus, terminal: IO[str] | None) -> Output | None:
     from .leds import LedStrip
 
-    backend = led_backend(settings, terminal)
-    return None if backend is None else LedStrip(settings, backend)
+    backend = led_backend(settings.leds, terminal)
+    if backend is None:
+        return None
+    return LedStrip(settings.leds, backend, status, alert_timeout_s=settings.alerts.timeout_s)
 
 
 def _oled(settings: Settings, status: DeviceStatus) -> Output | None:

@@ -6,6 +6,11 @@ gamma; a backend (device/led_backends.py) only reorders and sends them. A note-o
 and handed to the backend at once, inside `handle`, so the struck key lights without waiting
 for the next frame; `tick` renders the fades at `fps` on stream time, and only when the picture
 changed, so a quiet piano costs no frames.
+
+Two patterns outrank the keys, both unlike any note: an alert flashes the whole strip in its
+class's colour until it stops or times out, and a lost microphone (`DeviceStatus.mic_ok`
+false) breathes a dim amber dot every 12th LED. The notes go on updating underneath, so the
+keys are right again the moment the pattern ends.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -23,6 +28,9 @@ from notesight.dsp.events import Alert, Chord, Event, Level, NoteOff, NoteOn
 from notesight.dsp.music import NOTE_NAMES, PIANO_HIGHEST_MIDI, PIANO_LOWEST_MIDI
 
 from .config import LedSettings
+
+if TYPE_CHECKING:
+    from .outputs import DeviceStatus
 
 log = logging.getLogger(__name__)
 
@@ -312,6 +320,94 @@ class FrameRenderer:
 
 
 # ---------------------------------------------------------------------------------------------
+# Patterns that outrank the keys: alerts and the lost microphone
+# ---------------------------------------------------------------------------------------------
+
+# An alert flashes the whole strip (no note lights more than a few LEDs) on and off at 2 Hz:
+# noticeable from across the room, and under the 3 flashes a second that photosensitivity
+# guidelines (WCAG 2.3.1) set as the limit.
+ALERT_FLASH_HZ = 2.0
+# How long the strip shows an alert when no Alert(active=False) comes for it (the classifier
+# sends one after [alerts].timeout_s, whose default this is; feedback.py passes the setting).
+ALERT_TIMEOUT_S = 30.0
+# One colour per alert class, as far apart as nine colours can be; the most urgent (smoke
+# alarm, siren) are the two reds-and-blues of emergency lights.
+ALERT_COLOURS: dict[str, Rgb] = {
+    "smoke_alarm": (1.0, 0.0, 0.0),  # red
+    "siren": (0.0, 0.0, 1.0),  # blue
+    "doorbell": (0.0, 1.0, 0.0),  # green
+    "knock": (1.0, 1.0, 0.0),  # yellow
+    "baby_cry": (1.0, 0.0, 1.0),  # magenta
+    "dog_bark": (1.0, 0.4, 0.0),  # orange
+    "phone_ring": (0.0, 1.0, 1.0),  # cyan
+    "glass_break": (1.0, 1.0, 1.0),  # white
+    "water_running": (0.4, 0.0, 1.0),  # violet
+}
+ALERT_DEFAULT_COLOUR: Rgb = (1.0, 1.0, 1.0)  # a class added later without a colour here
+
+# No microphone: a slow, dim breath of amber dots, calm rather than alarming (the pianist can
+# do nothing at the piano about it), too sparse and too dim to look like a lit key.
+NO_MIC_COLOUR: Rgb = (1.0, 0.75, 0.0)  # amber
+NO_MIC_SPACING = 12  # every 12th LED, from the first
+NO_MIC_PEAK = 0.10  # of full drive, after gamma (and never above the brightest key)
+NO_MIC_FLOOR = 0.2  # of the peak, at the bottom of a breath: the dots never vanish
+NO_MIC_BREATH_S = 4.0  # one breath in and out
+
+
+def alert_colour(label: str) -> Rgb:
+    return ALERT_COLOURS.get(label, ALERT_DEFAULT_COLOUR)
+
+
+def alert_frame(settings: LedSettings, label: str, since_s: float, t: float) -> np.ndarray:
+    """The whole strip in the alert's colour for the first half of each flash, dark for the
+    second; at the strip's brightness and gamma (a whole strip at full white would draw
+    more current than the supply chosen for the keys may give)."""
+    led_count = settings.led_count
+    phase = math.floor(max(t - since_s, 0.0) * ALERT_FLASH_HZ * 2.0)
+    if phase % 2:
+        return np.zeros((led_count, 3), np.uint8)
+    linear = np.asarray(alert_colour(label), np.float32) * settings.brightness
+    value = (np.power(linear, settings.gamma) * 255.0 + 0.5).astype(np.uint8)
+    return np.tile(value, (led_count, 1))
+
+
+def no_mic_frame(settings: LedSettings, lost_s: float, t: float) -> np.ndarray:
+    """Amber dots every NO_MIC_SPACING LEDs breathing between NO_MIC_FLOOR and 1 of the peak,
+    starting dim at the moment the microphone was lost."""
+    peak = min(NO_MIC_PEAK, settings.brightness**settings.gamma)
+    breath = (1.0 - math.cos(2.0 * math.pi * max(t - lost_s, 0.0) / NO_MIC_BREATH_S)) / 2.0
+    level = peak * (NO_MIC_FLOOR + (1.0 - NO_MIC_FLOOR) * breath)
+    frame = np.zeros((settings.led_count, 3), np.uint8)
+    # floor, not round: the brightest dot stays at or under NO_MIC_PEAK of full drive
+    frame[::NO_MIC_SPACING] = (np.asarray(NO_MIC_COLOUR) * level * 255.0).astype(np.uint8)
+    return frame
+
+
+class ActiveAlerts:
+    """The alerts the strip shows: each from its Alert(active=True) until its
+    Alert(active=False) or `timeout_s` later; the newest one is drawn."""
+
+    def __init__(self, timeout_s: float = ALERT_TIMEOUT_S) -> None:
+        self.timeout_s = timeout_s
+        self._started: dict[str, float] = {}  # label -> stream second, oldest first
+
+    def handle(self, event: Alert) -> None:
+        self._started.pop(event.label, None)  # a repeated alert moves to the front, timer anew
+        if event.active:
+            self._started[event.label] = event.stream_s
+
+    def current(self, t: float) -> tuple[str, float] | None:
+        """The newest alert still up at stream time t, as (label, started_s), or None."""
+        expired = [k for k, start in self._started.items() if t >= start + self.timeout_s]
+        for label in expired:
+            del self._started[label]
+        if not self._started:
+            return None
+        label = next(reversed(self._started))
+        return label, self._started[label]
+
+
+# ---------------------------------------------------------------------------------------------
 # The output
 # ---------------------------------------------------------------------------------------------
 
@@ -330,13 +426,28 @@ class LedBackend(Protocol):
 
 
 class LedStrip:
-    """The LED output: events in, frames to the backend (at once for a note-on, else at fps)."""
+    """The LED output: events in, frames to the backend (at once for a note-on, else at fps).
+
+    What it shows, first that applies: an active alert (`ActiveAlerts`; which classes reach
+    the strip is [alerts].leds, applied by the daemon), the no-microphone pattern while
+    `status.mic_ok` is false, else the keys."""
 
     name = "leds"
 
-    def __init__(self, settings: LedSettings, backend: LedBackend) -> None:
+    def __init__(
+        self,
+        settings: LedSettings,
+        backend: LedBackend,
+        status: DeviceStatus | None = None,
+        *,
+        alert_timeout_s: float = ALERT_TIMEOUT_S,
+    ) -> None:
+        self.settings = settings
         self.renderer = FrameRenderer(settings)
         self.backend = backend
+        self.status = status
+        self.alerts = ActiveAlerts(alert_timeout_s)
+        self._mic_lost_s: float | None = None  # when the no-mic pattern started
         self._period_s = 1.0 / settings.fps
         self._next_frame_s = 0.0
         self._now = 0.0
@@ -367,7 +478,9 @@ class LedStrip:
             self._now = max(self._now, event.stream_s)
             self._show(self._now)
         elif isinstance(event, Alert):
-            return  # alerts are for the motor and the OLED; the keys keep showing the music
+            self.alerts.handle(event)
+            self._now = max(self._now, event.stream_s)
+            self._show(self._now)  # an alert starts (or ends) at once, like a note
 
     def tick(self, stream_s: float) -> None:
         self._now = max(self._now, stream_s)
@@ -380,8 +493,27 @@ class LedStrip:
             self._next_frame_s = stream_s + self._period_s
         self._show(self._now)  # never before a note-on already shown (its time is rounded)
 
+    def render(self, t: float) -> np.ndarray:
+        """The frame at stream time t: the alert, else the no-mic pattern, else the keys.
+
+        A note-on under a pattern changes only the renderer's state, so the pattern goes on
+        undisturbed (the frame comes out unchanged and is not sent)."""
+        alert = self.alerts.current(t)
+        # One bool read needs no snapshot(): that is for fields read together.
+        mic_lost = self.status is not None and not self.status.mic_ok
+        if not mic_lost:
+            self._mic_lost_s = None
+        elif self._mic_lost_s is None:
+            self._mic_lost_s = t
+        if alert is not None:
+            label, since_s = alert
+            return alert_frame(self.settings, label, since_s, t)
+        if self._mic_lost_s is not None:
+            return no_mic_frame(self.settings, self._mic_lost_s, t)
+        return self.renderer.render(t)
+
     def _show(self, t: float) -> None:
-        frame = self.renderer.render(t)
+        frame = self.render(t)
         keepalive = self.backend.keepalive_s
         unchanged = self._shown is not None and np.array_equal(frame, self._shown)
         if unchanged and (keepalive is None or t - self._shown_at < keepalive):

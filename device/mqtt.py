@@ -428,7 +428,6 @@ def discovery_messages(
             {
                 **config,
                 "unique_id": f"{node}_{object_id}",
-                "object_id": f"{node}_{object_id}",
                 **common,
             },
         )
@@ -766,12 +765,18 @@ class MqttOutput:
 
     # -- connecting ------------------------------------------------------------------------------
     def _connect(self) -> None:
+        # Open before the call: paho may already report the socket closing from inside it.
+        self._socket_open = True
         try:
-            self._client.reconnect()
+            rc = self._client.reconnect()
         except (OSError, ssl.SSLError, ValueError) as exc:
             self._connect_failed(describe_connect_error(exc, self.conn))
             return
-        self._socket_open = True  # TCP (and TLS) up; CONNACK decides
+        if self._socket_open and (
+            rc != MQTTErrorCode.MQTT_ERR_SUCCESS or not self._client.socket()
+        ):
+            self._mark_down(mqtt.error_string(rc))
+        # Otherwise TCP (and TLS) are up, and CONNACK decides.
 
     def _connect_failed(self, problem: str) -> None:
         self._failures += 1
@@ -837,7 +842,16 @@ class MqttOutput:
             self._mark_down(mqtt.error_string(rc))
 
     def _mark_down(self, why: str) -> None:
-        if self._connected and not self._stop.is_set():
+        if not self._connected:
+            # The socket (and TLS) came up but the broker hung up before CONNACK: a TLS
+            # listener that wants a client certificate, or not an MQTT port at all.
+            self._connect_failed(
+                f"the MQTT broker at {self.conn.where} closed the connection before accepting "
+                f"it ({why}): check [mqtt].port, [mqtt].tls and the TLS files (a client "
+                "certificate may be required)"
+            )
+            return
+        if not self._stop.is_set():
             log.warning(
                 "MQTT: lost the broker at %s (%s); events are kept in the outbox and sent when "
                 "it is back",
@@ -903,6 +917,8 @@ class MqttOutput:
     # -- the network loop --------------------------------------------------------------------------
     def _wait_io(self, timeout: float) -> None:
         sock = self._client.socket() if self._socket_open else None
+        if self._socket_open and sock is None:  # paho closed it without telling us
+            self._mark_down("the connection closed")
         if sock is not None and getattr(sock, "pending", lambda: 0)() > 0:
             timeout = 0.0  # TLS has decrypted bytes waiting that select cannot see
         if self._pending:

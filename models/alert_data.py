@@ -438,8 +438,16 @@ def piano_piece(seed: int, length_s: float) -> list:
     return [n for n in notes if n.offset_s < length_s]
 
 
-def rendered_piano(pianos: Iterable[str], count: int, seed: int, cache: Path) -> list[np.ndarray]:
-    """`count` random pieces of about 30 s on each soundfont, at 16 kHz (renders cached)."""
+def rendered_piano(
+    pianos: Iterable[str],
+    count: int,
+    seed: int,
+    cache: Path,
+    programs: Sequence[int] = (0,),
+) -> list[np.ndarray]:
+    """`count` random pieces of about 30 s on each soundfont, at 16 kHz (renders cached),
+    played in turn on the General MIDI `programs` (0 acoustic grand, 1 bright acoustic,
+    3 honky-tonk: more piano timbres than one soundfont has)."""
     from notesight.device.synth import find_soundfont, render_notes_cached
 
     pieces = []
@@ -447,8 +455,10 @@ def rendered_piano(pianos: Iterable[str], count: int, seed: int, cache: Path) ->
         font = find_soundfont(piano)
         for k in range(count):
             notes = piano_piece(seed + k, 30.0)
-            label = f"alerts_piece{seed + k}_{piano}"
-            pieces.append(render_notes_cached(notes, font, cache, SR, label=label))
+            program = programs[k % len(programs)]
+            label = f"alerts_piece{seed + k}_{piano}_p{program}"
+            audio = render_notes_cached(notes, font, cache, SR, program=program, label=label)
+            pieces.append(audio)
     return pieces
 
 
@@ -476,6 +486,7 @@ def real_piano(piano_dir: Path, split: str) -> list[np.ndarray]:
 
 # -- mixing ---------------------------------------------------------------------------------
 FRAME = int(0.02 * SR)
+PIANO_SHARE = 4  # piano-alone windows per class's share
 
 
 def frame_db(audio: np.ndarray) -> np.ndarray:
@@ -558,6 +569,16 @@ def _piano_crop(pianos: Sequence[np.ndarray], rng: np.random.Generator) -> np.nd
     return crop
 
 
+def tilt(audio: np.ndarray, rng: np.random.Generator, max_db: float = 8.0) -> np.ndarray:
+    """A random spectral tilt, up to +-`max_db` at 125 Hz and 8 kHz relative to 1 kHz: other
+    microphones, other rooms, other pianos."""
+    tilt_db = rng.uniform(-max_db, max_db)
+    spectrum = np.fft.rfft(audio)
+    freqs = np.maximum(np.fft.rfftfreq(len(audio), 1.0 / SR), 1.0)
+    octaves = np.clip(np.log2(freqs / 1000.0), -3.0, 3.0) / 3.0
+    return np.fft.irfft(spectrum * 10 ** (tilt_db * octaves / 20), len(audio)).astype(np.float32)
+
+
 def mix_window(
     label_indices: list[int],
     foreground: np.ndarray | None,
@@ -571,7 +592,7 @@ def mix_window(
     labels[label_indices] = 1.0
     level = rng.uniform(-45, -12)
     if foreground is not None:
-        mix = set_level(foreground, level)
+        mix = set_level(tilt(foreground, rng), level)
         if rng.random() < 0.35:
             mix = add_reverb(
                 mix, SR, rt60_s=rng.uniform(0.2, 0.8), wet=rng.uniform(0.2, 1.0), rng=rng
@@ -579,7 +600,7 @@ def mix_window(
     else:
         mix = np.zeros(WINDOW, np.float32)
     if pianos and rng.random() < piano_probability:
-        piano = _piano_crop(pianos, rng)
+        piano = tilt(_piano_crop(pianos, rng), rng)
         louder = rng.uniform(0, 20) if foreground is not None else 0.0
         mix = mix + set_level(piano, min(level + louder, -3.0))
         labels[CLASSES.index("piano")] = 1.0
@@ -607,7 +628,9 @@ def make_windows(
     piano_index = CLASSES.index("piano")
     for label in CLASSES:
         if label == "piano":
-            for _ in range(per_class if pianos else 0):
+            # Piano alone is what the classifier hears most: it gets several classes' share, so
+            # that "piano with a faint alert in it" does not become "piano means an alert".
+            for _ in range(PIANO_SHARE * per_class if pianos else 0):
                 window, y = mix_window([], _piano_crop(pianos, rng), [], rng, 0.0)
                 y[piano_index] = 1.0
                 windows.append(window)

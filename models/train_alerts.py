@@ -36,7 +36,9 @@ log = logging.getLogger("notesight.train_alerts")
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "alerts.tflite"
 DEFAULT_CACHE = data.REPO_ROOT / "build" / "alerts-cache"
-RECIPE_VERSION = 1  # bump when the data or features change, so cached features are redone
+RECIPE_VERSION = 2
+DEV_PIECES = 6  # per training soundfont, for suggest_thresholds
+DEV_UTTERANCES = 40  # bump when the data or features change, so cached features are redone
 
 
 @dataclass(frozen=True)
@@ -46,11 +48,12 @@ class Recipe:
     per_class: int = 1500  # training windows per class (and as many of room noise alone)
     synth_per_class: int = 60  # synthesized sounds per synthesized class
     speech_utterances: int = 80
-    piano_pieces: int = 8  # random pieces per training soundfont
+    piano_pieces: int = 12  # random pieces per training soundfont
     epochs: int = 14
     batch: int = 64
     seed: int = 1
     real_data: bool = True  # use ../shared/data when present
+    calibrate: bool = True  # suggest per-class thresholds on development audio
 
     @classmethod
     def tiny(cls) -> Recipe:
@@ -63,6 +66,7 @@ class Recipe:
             epochs=1,
             batch=32,
             real_data=False,
+            calibrate=False,
         )
 
 
@@ -96,7 +100,9 @@ def gather_sources(recipe: Recipe, sounds_dir: Path, extra: Path | None) -> list
 
 
 def gather_pianos(recipe: Recipe, cache: Path) -> list[np.ndarray]:
-    pianos = data.rendered_piano(data.TRAIN_PIANOS, recipe.piano_pieces, 100 * recipe.seed, cache)
+    pianos = data.rendered_piano(
+        data.TRAIN_PIANOS, recipe.piano_pieces, 100 * recipe.seed, cache, programs=(0, 1, 3)
+    )
     piano_dir = data.SHARED_DATA / "piano"
     if recipe.real_data and piano_dir.is_dir():
         pianos += data.real_piano(piano_dir, "train")
@@ -176,6 +182,35 @@ def to_tflite(tf, model) -> bytes:
     return converter.convert()
 
 
+def suggest_thresholds(model_file: Path, recipe: Recipe, cache: Path) -> dict[str, float]:
+    """Per-alert thresholds from development audio that is neither training nor benchmark:
+    new pieces on the training pianos and new utterances in the training voices. Each alert's
+    threshold is the 99.5th percentile of its score on that audio (piano and speech are never
+    alerts), rounded up to 0.05, kept within 0.5..0.95."""
+    from notesight.device.classifier import AlertModel
+    from notesight.dsp.alerts import ALERT_CLASSES
+    from notesight.dsp.features import WINDOW, log_mel, window_starts
+
+    model = AlertModel(model_file)
+    pianos = data.rendered_piano(
+        data.TRAIN_PIANOS, DEV_PIECES, 500_000 + recipe.seed, cache, programs=(0, 1, 3)
+    )
+    speech = [s.audio for s in data.speech_sources(DEV_UTTERANCES, "train", 77 + recipe.seed)]
+    rng = np.random.default_rng(recipe.seed)
+    scores = []
+    for audio in [*pianos, *speech]:
+        audio = data.set_level(audio, float(rng.uniform(-35, -12)))
+        for start in window_starts(len(audio)):
+            window = audio[max(start, 0) : start + WINDOW]
+            scores.append(model.predict(log_mel(window)))
+    matrix = np.array(scores)
+    suggested = {}
+    for label in ALERT_CLASSES:
+        value = float(np.percentile(matrix[:, CLASSES.index(label)], 99.5))
+        suggested[label] = float(np.clip(np.ceil(value * 20) / 20, 0.5, 0.95))
+    return suggested
+
+
 def train(
     recipe: Recipe,
     out: Path,
@@ -197,7 +232,9 @@ def train(
     partial = out.with_suffix(".part")
     partial.write_bytes(blob)
     partial.replace(out)
+    thresholds = suggest_thresholds(out, recipe, cache) if recipe.calibrate else {}
     return {
+        "thresholds": thresholds,
         "out": str(out),
         "bytes": len(blob),
         "windows": len(x),

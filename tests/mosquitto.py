@@ -75,10 +75,13 @@ def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
-def make_server_cert(folder: Path, ca: tuple[Path, Path]) -> tuple[Path, Path]:
-    """A certificate for localhost and 127.0.0.1 signed by `ca`: (certificate, key)."""
-    key, csr, cert = folder / "server.key", folder / "server.csr", folder / "server.crt"
-    ext = folder / "server.ext"
+def make_server_cert(
+    folder: Path, ca: tuple[Path, Path], name: str = "server"
+) -> tuple[Path, Path]:
+    """A certificate for localhost and 127.0.0.1 signed by `ca`: (certificate, key). The same
+    serves as a client certificate."""
+    key, csr, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
+    ext = folder / f"{name}.ext"
     ext.write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
     _openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost",
              "-keyout", str(key), "-out", str(csr), cwd=folder)  # fmt: skip
@@ -99,6 +102,7 @@ class Broker:
     port: int = field(default_factory=free_port)
     users: dict[str, str] = field(default_factory=dict)  # empty: anonymous
     tls: tuple[Path, Path, Path] | None = None  # (ca cert, server cert, server key)
+    require_client_cert: bool = False  # clients need a certificate signed by the CA
     process: subprocess.Popen | None = None
 
     @property
@@ -137,6 +141,8 @@ class Broker:
         if self.tls is not None:
             ca, cert, key = self.tls
             lines += [f"cafile {ca}", f"certfile {cert}", f"keyfile {key}"]
+            if self.require_client_cert:
+                lines.append("require_certificate true")
         conf = self.folder / "mosquitto.conf"
         conf.write_text("\n".join(lines) + "\n")
         return conf
@@ -217,6 +223,7 @@ class Recorder:
         username: str | None = None,
         password: str | None = None,
         ca_file: Path | None = None,
+        client_cert: tuple[Path, Path] | None = None,
     ) -> None:
         self.messages: list[Received] = []
         self._lock = threading.Lock()
@@ -228,7 +235,8 @@ class Recorder:
         if username is not None:
             self.client.username_pw_set(username, password)
         if ca_file is not None:
-            self.client.tls_set(ca_certs=str(ca_file))
+            cert, key = client_cert or (None, None)
+            self.client.tls_set(ca_certs=str(ca_file), certfile=cert, keyfile=key)
         self.client.on_connect = self._on_connect
         self.client.on_message = self._on_message
         self.client.on_subscribe = lambda *args: self.subscribed.set()

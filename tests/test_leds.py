@@ -15,6 +15,7 @@ import pytest
 
 from notesight.device.config import LedSettings, parse_settings
 from notesight.device.errors import ConfigError, OutputError
+from notesight.device.feedback import simulated_outputs
 from notesight.device.led_backends import (
     DDP_MAX_DATA,
     SK6812_SPI,
@@ -30,7 +31,16 @@ from notesight.device.led_backends import (
     open_spidev,
     reorder,
 )
-from notesight.device.leds import FrameRenderer, KeyMap, LedStrip, key_colour, key_position
+from notesight.device.leds import (
+    NO_MIC_SPACING,
+    FrameRenderer,
+    KeyMap,
+    LedStrip,
+    key_colour,
+    key_position,
+)
+from notesight.device.outputs import DeviceStatus
+from notesight.dsp.alerts import ALERT_CLASSES
 from notesight.dsp.events import Alert, Chord, Level, NoteOff, NoteOn
 
 BLOCK_S = 256 / 44100  # the daemon's tick at 44.1 kHz
@@ -260,12 +270,6 @@ def test_chord_tones_share_the_root_colour() -> None:
     assert len({tuple(frame[keymap.leds(m)[0]]) for m in (60, 64, 67)}) == 3
 
 
-def test_alerts_do_not_touch_the_keys() -> None:
-    strip = LedStrip(leds(), Recorder())
-    strip.handle(Alert("doorbell", 0.9, 1.0))
-    assert strip.backend.frames == []
-
-
 def test_renderer_forgets_released_notes() -> None:
     renderer = FrameRenderer(leds(release_s=0.1))
     renderer.note_on(note_on(60, 1.0))
@@ -274,6 +278,180 @@ def test_renderer_forgets_released_notes() -> None:
     assert not renderer.idle
     renderer.render(1.31)
     assert renderer.idle
+
+
+# --- patterns over the keys: no microphone, alerts ------------------------------------------
+
+DOTS = set(range(0, 176, NO_MIC_SPACING))  # 0, 12, ..., 168 on the default 176-LED strip
+GREEN = (0, 255, 0)  # the doorbell's colour at full brightness, gamma 1
+
+
+def key_frame(strip: LedStrip, midis: tuple[int, ...]) -> dict[int, tuple[int, int, int]]:
+    """The LEDs these keys light at full level, as {led: rgb}, with pitch-class colours."""
+    keymap = strip.renderer.keymap
+    lit = {}
+    for midi in midis:
+        colour = key_colour("pitch_class", midi, 100, (1.0, 0.5, 0.0))
+        for led in keymap.leds(midi):
+            lit[led] = tuple(round(c * 255) for c in colour)
+    return lit
+
+
+def as_dict(frame: np.ndarray) -> dict[int, tuple[int, int, int]]:
+    return {i: (r, g, b) for i, r, g, b in lit_leds(frame)}
+
+
+def since(strip: LedStrip, t: float) -> list[tuple[float, np.ndarray]]:
+    return [(ft, f) for ft, f in strip.backend.frames if ft >= t]
+
+
+def test_no_mic_breathes_dim_amber_dots_instead_of_the_keys_and_returns_to_them() -> None:
+    status = DeviceStatus()
+    strip = LedStrip(leds(), Recorder(), status)
+    strip.handle(note_on(60, 1.0))
+    held = as_dict(strip.backend.frames[-1][1])
+    assert held == key_frame(strip, (60,))
+
+    status.update(mic_ok=False)  # as supervise.py does when the USB microphone goes
+    ticks(strip, 1.01, 9.01)  # the daemon's clock runs on without audio: two breaths
+    lost = since(strip, 1.01)
+    reds = []
+    for _, frame in lost:
+        lit = as_dict(frame)
+        assert set(lit) == DOTS  # only the dots: the held key is not shown
+        (colour,) = set(lit.values())  # every dot the same
+        red, green, blue = colour
+        assert blue == 0 and green in (int(red * 0.75), int(red * 0.75) + 1)  # amber
+        assert red <= 25  # at most 10 % of full drive
+        reds.append(red)
+    # starts dim (20 % of the 10 % peak), peaks 2 s later, back down at 4 s, and so on
+    assert reds[0] == int(255 * 0.1 * 0.2)
+    assert max(reds) == 25 and min(reds) == reds[0]
+
+    def red_at(t: float) -> int:  # what the strip shows at t: the last frame sent by then
+        return [red for (ft, _), red in zip(lost, reds, strict=True) if ft <= t][-1]
+
+    assert [red_at(1.01 + s) for s in (1.0, 2.0, 3.0, 4.0, 6.0, 8.0)] == [15, 25, 15, 5, 25, 5]
+    # a calm pattern: far fewer frames than 60 a second (only the changed ones are sent)
+    assert len(lost) < 8 * 60 / 2
+
+    status.update(mic_ok=True)
+    before = len(strip.backend.frames)
+    strip.tick(9.01 + BLOCK_S)  # the next frame on the 60 fps schedule
+    ticks(strip, 9.01 + 2 * BLOCK_S, 9.05)
+    back = strip.backend.frames[before:]
+    assert len(back) == 1 and back[0][0] <= 9.01 + 1 / 60 + BLOCK_S
+    assert as_dict(back[0][1]) == held  # the held key again, nothing else
+
+
+def test_no_mic_dots_are_never_brighter_than_a_key_could_be() -> None:
+    status = DeviceStatus(mic_ok=False)
+    strip = LedStrip(leds(brightness=0.2, gamma=2.2), Recorder(), status)
+    ticks(strip, 0.0, 4.0)
+    reds = [as_dict(f)[0][0] for _, f in strip.backend.frames]
+    assert max(reds) == int(255 * 0.2**2.2)  # 7: the brightest a key lights at this setting
+
+
+def test_an_alert_flashes_the_whole_strip_over_the_keys_until_it_stops() -> None:
+    strip = LedStrip(leds(), Recorder())
+    strip.handle(note_on(60, 1.0))
+    strip.handle(Alert("doorbell", 0.9, 1.1))
+    t, frame = strip.backend.frames[-1]
+    assert t == 1.1 and as_dict(frame) == {i: GREEN for i in range(176)}  # at once
+
+    ticks(strip, 1.1, 1.2)
+    shown = len(strip.backend.frames)
+    strip.handle(note_on(64, 1.2))  # notes during the alert do not break into it
+    ticks(strip, 1.2, 1.4)
+    strip.handle(note_on(67, 1.4))
+    ticks(strip, 1.4, 3.1)
+    flashes = strip.backend.frames[shown - 1 :]
+    # whole strip on, whole strip dark, every 0.25 s (2 Hz), nothing in between
+    pictures = [as_dict(f) for _, f in flashes]
+    assert pictures == [{i: GREEN for i in range(176)}, {}] * 4
+    times = [t for t, _ in flashes]
+    assert times == pytest.approx([1.1 + 0.25 * k for k in range(8)], abs=1 / 60 + BLOCK_S)
+
+    strip.handle(Alert("doorbell", 0.4, 3.2, active=False))
+    t, frame = strip.backend.frames[-1]
+    assert t == 3.2
+    assert as_dict(frame) == key_frame(strip, (60, 64, 67))  # the keys as played meanwhile
+
+
+def test_an_alert_that_is_never_stopped_times_out() -> None:
+    strip = LedStrip(leds(), Recorder(), alert_timeout_s=5.0)
+    strip.handle(note_on(60, 0.5))
+    strip.handle(Alert("smoke_alarm", 0.9, 1.0))
+    ticks(strip, 1.0, 8.0)
+    frames = strip.backend.frames
+    red_strip = {i: (255, 0, 0) for i in range(176)}
+    alert_times = [t for t, f in frames if as_dict(f) in (red_strip, {})]
+    assert alert_times[0] == 1.0 and max(alert_times) < 6.0
+    t, frame = frames[-1]
+    assert t == pytest.approx(6.0, abs=1 / 60 + BLOCK_S)  # the first frame after 5 s
+    assert as_dict(frame) == key_frame(strip, (60,))
+    count = len(frames)
+    strip.handle(Alert("smoke_alarm", 0.3, 8.0, active=False))  # late: changes nothing
+    assert len(frames) == count
+
+
+def test_each_alert_class_has_its_own_colour_at_the_strip_brightness() -> None:
+    colours = {}
+    for label in ALERT_CLASSES:
+        strip = LedStrip(LedSettings(), Recorder())  # brightness 0.5, gamma 2.2
+        strip.handle(Alert(label, 0.9, 1.0))
+        (colour,) = set(as_dict(strip.backend.frames[-1][1]).values())
+        colours[label] = colour
+    assert len(set(colours.values())) == len(ALERT_CLASSES)
+    half = round(0.5**2.2 * 255)  # 56
+    assert colours["smoke_alarm"] == (half, 0, 0)
+    assert colours["doorbell"] == (0, half, 0)
+    assert colours["siren"] == (0, 0, half)
+
+
+def test_the_newest_alert_shows_and_an_older_one_returns_when_it_ends() -> None:
+    strip = LedStrip(leds(), Recorder())
+    strip.handle(Alert("smoke_alarm", 0.9, 1.0))
+    strip.handle(Alert("doorbell", 0.9, 1.5))
+    assert set(as_dict(strip.backend.frames[-1][1]).values()) == {GREEN}
+    strip.handle(Alert("doorbell", 0.9, 2.0, active=False))
+    t, frame = strip.backend.frames[-1]
+    assert t == 2.0 and set(as_dict(frame).values()) == {(255, 0, 0)}  # on its own flash phase
+
+
+def test_an_alert_outranks_the_no_mic_pattern() -> None:
+    status = DeviceStatus(mic_ok=False)
+    strip = LedStrip(leds(), Recorder(), status)
+    strip.tick(1.0)
+    assert set(as_dict(strip.backend.frames[-1][1])) == DOTS
+    strip.handle(Alert("knock", 0.9, 1.1))
+    assert as_dict(strip.backend.frames[-1][1]) == {i: (255, 255, 0) for i in range(176)}
+    strip.handle(Alert("knock", 0.9, 1.2, active=False))
+    assert set(as_dict(strip.backend.frames[-1][1])) == DOTS
+
+
+def test_the_simulated_strip_gets_the_status_and_the_alert_timeout(tmp_path: Path) -> None:
+    settings = parse_settings(
+        "[leds]\nbrightness = 1.0\ngamma = 1.0\n[alerts]\ntimeout_s = 2.0", SRC
+    )
+    status = DeviceStatus()
+    outputs = simulated_outputs(settings, status, tmp_path)
+    strip = next(o for o in outputs if o.name == "leds")
+    try:
+        status.update(mic_ok=False)
+        ticks(strip, 0.0, 0.5)
+        status.update(mic_ok=True)
+        strip.handle(Alert("doorbell", 0.9, 1.0))
+        ticks(strip, 1.0, 3.5)
+    finally:
+        for output in outputs:
+            output.close()
+    lines = [json.loads(x) for x in (tmp_path / "leds.jsonl").read_text().splitlines()]
+    assert [led[0] for led in lines[0]["lit"]] == sorted(DOTS)
+    doorbell = [x for x in lines if x["lit"] and x["lit"][0][1:] == list(GREEN)]
+    assert doorbell[0]["t"] == 1.0 and len(doorbell[0]["lit"]) == 176
+    assert max(x["t"] for x in doorbell) < 3.0  # up 2 s ([alerts].timeout_s), not 30
+    assert lines[-1]["lit"] == []
 
 
 # --- WS2812 over SPI: the bit timing -------------------------------------------------------

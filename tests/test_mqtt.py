@@ -401,6 +401,60 @@ def test_tls_with_a_ca_made_here_and_a_password_file(tls_broker, tmp_path):
         assert_complete(rec.events(), last_seq(out))
 
 
+def test_tls_with_a_client_certificate(tmp_path):
+    certs = tmp_path / "certs"
+    ca = make_ca(certs, "notesight-test-ca")
+    server = make_server_cert(certs, ca)
+    client = make_server_cert(certs, ca, name="piano-client")
+    broker = Broker(tmp_path / "broker", tls=(ca[0], *server), require_client_cert=True).start()
+    try:
+        tls = {"host": "localhost", "tls": True, "tls_ca_file": str(ca[0])}
+        with_cert = mqtt_settings(
+            tmp_path, broker.port, tls_cert_file=str(client[0]), tls_key_file=str(client[1]), **tls
+        )
+        with Recorder(broker, TOPICS, ca_file=ca[0], client_cert=client) as rec:
+            out = output(with_cert)
+            feed(out, stream(10))
+            out.close()
+            assert outbox_rows(out) == 0
+            wait_for(lambda: len(rec.events()) >= last_seq(out), "all events")
+            assert_complete(rec.events(), last_seq(out))
+    finally:
+        broker.kill()
+
+
+def test_tls_without_the_client_certificate_the_broker_wants(tmp_path, caplog):
+    certs = tmp_path / "certs"
+    ca = make_ca(certs, "notesight-test-ca")
+    client = make_server_cert(certs, ca, name="piano-client")
+    broker = Broker(
+        tmp_path / "broker", tls=(ca[0], *make_server_cert(certs, ca)), require_client_cert=True
+    ).start()
+    try:
+        tls = {"host": "localhost", "tls": True, "tls_ca_file": str(ca[0])}
+        refused_then_fixed(
+            tmp_path,
+            broker,
+            mqtt_settings(tmp_path, broker.port, drain_timeout_s=0.0, **tls),
+            mqtt_settings(
+                tmp_path,
+                broker.port,
+                tls_cert_file=str(client[0]),
+                tls_key_file=str(client[1]),
+                **tls,
+            ),
+            r"(TLS with the MQTT broker at localhost:\d+ failed \(.+\): check \[mqtt\]\.tls, "
+            r"tls_ca_file, tls_cert_file, tls_key_file and \[mqtt\]\.port"
+            r"|the MQTT broker at localhost:\d+ closed the connection before accepting it \(.+\): "
+            r"check \[mqtt\]\.port, \[mqtt\]\.tls and the TLS files \(a client certificate may "
+            r"be required\))",
+            caplog,
+            {"ca_file": ca[0], "client_cert": client},
+        )
+    finally:
+        broker.kill()
+
+
 def test_tls_with_the_wrong_ca(tls_broker, tmp_path, caplog):
     broker, ca_cert, certs = tls_broker
     other_ca, _ = make_ca(certs / "other", "some-other-ca")
