@@ -6,22 +6,37 @@ Topics, under `<topic_prefix>/<device_id>/`:
     info     what this device is (retained, JSON, schemas/info.json)
     note     note_on and note_off               (schemas/note.json)
     chord    chord changes                      (schemas/chord.json)
-    level    the level, at most one per [mqtt].level_interval_s (schemas/level.json)
+    level    the level, at most one per [mqtt].level_interval_s (schemas/level.json); telemetry
     alert    household sounds                   (schemas/alert.json)
     session  session_start, and a summary when playing stops (schemas/session.json)
-    health   uptime, outbox depth, dropped blocks and events (schemas/health.json)
+    health   uptime, outbox depth, dropped blocks and events (schemas/health.json); telemetry
 
-Every event payload carries the envelope of schemas/envelope.json: `seq` (per device, increasing
-across restarts), `event_id` (unique; a message delivered twice keeps it), `boot_id`, `t`
-(UTC) with `clock_synced`, and the audio-stream time `stream_s`.
+Every payload carries the envelope of schemas/envelope.json: `event_id` (unique; a message
+delivered twice keeps it), `boot_id`, `t` (UTC) with `clock_synced`, and the audio-stream time
+`stream_s`; events (note, chord, alert, session) also carry `seq` (per device, one more per
+event, across restarts).
 
 How nothing gets lost: the audio loop only appends to an in-memory queue (`handle` never waits
-for a disk or the network). The output's thread moves that queue into the SQLite outbox
-(device/outbox.py) in one transaction per batch, and only then publishes, QoS 1, at most
-`max_in_flight` at a time; a row is deleted when the broker acknowledges it. After a reconnect
-paho re-sends what was in flight and the thread continues with the next rows; after a restart
-the thread starts again from the oldest row. The window that a SIGKILL can lose is the in-memory
-queue: the events of the last loop turn (milliseconds), before they got a `seq`.
+for a disk or the network). The output's thread moves the events from that queue into the
+SQLite outbox (device/outbox.py), and only then publishes them, QoS 1, at most `max_in_flight`
+at a time; a row is deleted when the broker acknowledges it. After a reconnect paho re-sends
+what was in flight and the thread continues with the next rows; after a restart the thread
+starts again from the oldest row.
+
+SD-card wear: each SQLite commit appends the pages it changed (4 KiB each) to the WAL, whatever
+the size of the events. So the thread commits at most once per COMMIT_EVERY_S (of wall-clock
+time or of audio, whichever passes first; the audio clock makes `run --input --fast` behave as
+it would in real time): one transaction stores the events that arrived since the last commit
+and deletes the rows acknowledged since then. An event after a quiet spell is committed and
+published at once; while notes keep coming, an event waits at most COMMIT_EVERY_S before it is
+stored and published. That is also the window a SIGKILL (or a crash) can lose: the events of
+the last COMMIT_EVERY_S, still in memory, before they got a `seq`. While the broker is away,
+nothing waits to be published, so the thread commits every COMMIT_EVERY_OFFLINE_S instead (a
+longer SIGKILL window, still shorter than what a power cut can take with synchronous=NORMAL).
+
+Telemetry (level, health) is different: it is superseded within seconds and has no value after
+an outage, so it is never stored: it is published at once with QoS 0 while connected and simply
+not sent while the broker is away. It carries no `seq` (a missed level is not a gap).
 
 The thread runs paho's network loop itself (`loop_read`/`loop_write`/`loop_misc` around one
 `select`, with a socketpair so `handle` can wake it at once), so paho's callbacks and every
@@ -70,8 +85,15 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 EVENT_TOPICS = ("note", "chord", "level", "alert", "session", "health")
+TELEMETRY = ("level", "health")  # published live with QoS 0, never stored (module docstring)
 PENDING_LIMIT = 100_000  # events waiting for the thread; beyond this (a stuck disk) they drop
 BATCH = 2000  # events moved from memory to SQLite per transaction
+# At most one outbox commit per this many seconds (wall clock or audio, whichever passes first):
+# the SD-card writes and the longest an event waits in memory (see the module docstring).
+COMMIT_EVERY_S = 0.5
+# While the broker is away nothing waits on a commit to be published, so commit less often. The
+# price is a longer SIGKILL window (below the power-cut window of synchronous=NORMAL anyway).
+COMMIT_EVERY_OFFLINE_S = 3.0
 RECONNECT_MIN_S = 0.25
 RECONNECT_MAX_S = 10.0
 PRUNE_EVERY_S = 60.0
@@ -450,6 +472,9 @@ class MqttCounters:
     dropped_disk: int = 0  # the outbox could not store them (disk full, I/O error)
     refused: int = 0  # MQTT 5: the broker refused an event (reason code >= 0x80)
     connects: int = 0
+    commits: int = 0  # outbox transactions (inserts and acknowledged deletes together)
+    telemetry_sent: int = 0  # level and health messages published (QoS 0)
+    telemetry_skipped: int = 0  # level and health messages not sent: the broker was away
 
 
 class MqttOutput:
@@ -509,10 +534,17 @@ class MqttOutput:
         self._session_start_t = 0.0
         self._closed = False
 
+        # Written by the MQTT thread, read by the audio thread (tick): the stream time at which
+        # uncommitted events are due for the outbox, so `--fast` runs commit by audio time.
+        self._commit_due_stream = math.inf
+
         # Owned by the MQTT thread.
-        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (row id, queued_at)
-        self._acked_rows: list[int] = []
-        self._last_sent_id = 0
+        self._unstored: list[_Queued] = []  # events waiting for the next outbox commit
+        self._last_commit = -math.inf  # time.monotonic() of the last commit
+        self._last_commit_stream = -math.inf  # the stream time then
+        self._inflight: dict[int, tuple[int, float]] = {}  # mid -> (seq, queued_at)
+        self._acked_rows: list[int] = []  # seqs acknowledged, deleted at the next commit
+        self._last_sent_seq = 0
         self._socket_open = False
         self._connected = False
         self._backoff_s = RECONNECT_MIN_S
@@ -559,6 +591,8 @@ class MqttOutput:
 
     def tick(self, stream_s: float) -> None:
         self._stream_s = stream_s
+        if stream_s >= self._commit_due_stream:
+            self._wake()
         for session_event in self._sessions.tick(stream_s):
             self._queue_session(session_event)
 
@@ -615,7 +649,9 @@ class MqttOutput:
 
     def _finish(self) -> None:
         """The thread's last steps: whatever is still in memory goes to disk, then close."""
-        self._store_pending()
+        self._take_pending()
+        if self._unstored or self._acked_rows:
+            self._commit()
         left = len(self._outbox)
         if left:
             log.warning(
@@ -633,8 +669,9 @@ class MqttOutput:
 
     @property
     def queued(self) -> int:
-        """Events not yet acknowledged by the broker (outbox + waiting in memory)."""
-        return len(self._outbox) + len(self._pending)
+        """Events not yet acknowledged by the broker (outbox + waiting in memory; telemetry
+        waiting in memory is counted too, for the moment it is there)."""
+        return len(self._outbox) + len(self._pending) + len(self._unstored)
 
     @property
     def dropped_events(self) -> int:
@@ -665,7 +702,8 @@ class MqttOutput:
     def _turn(self) -> bool:
         """One turn of the thread's loop; False when it is time to stop."""
         now = time.monotonic()
-        self._store_pending()
+        self._take_pending()
+        self._commit_if_due(now)
         if self._stop.is_set() and (self.queued == 0 or now >= self._deadline):
             return False
         if now >= self._next_prune:
@@ -683,7 +721,10 @@ class MqttOutput:
         if self._connected:
             self._publish_more()
         self._update_status()
-        timeout = min(self._next_health, self._next_prune, self._deadline) - time.monotonic()
+        wake_at = min(self._next_health, self._next_prune, self._deadline)
+        if self._unstored or self._acked_rows:
+            wake_at = min(wake_at, self._last_commit + self._commit_every_s)
+        timeout = wake_at - time.monotonic()
         if not self._socket_open:
             timeout = min(timeout, self._next_attempt - time.monotonic())
         self._wait_io(max(0.0, min(timeout, 1.0)))
@@ -708,37 +749,85 @@ class MqttOutput:
         )
         self._pending.append(item)
 
-    def _store_pending(self) -> None:
-        """Memory -> outbox, one transaction per batch, before anything is published."""
+    def _take_pending(self) -> None:
+        """Memory -> telemetry published now, events to the next outbox commit."""
         while self._pending:
-            batch: list[_Queued] = []
-            while self._pending and len(batch) < BATCH:
-                batch.append(self._pending.popleft())
+            item = self._pending.popleft()
+            if item.kind in TELEMETRY:
+                self._send_telemetry(item)
+            else:
+                self._unstored.append(item)
+
+    def _send_telemetry(self, item: _Queued) -> None:
+        if not self._connected:
+            self.counters.telemetry_skipped += 1  # superseded by the next one; not stored
+            return
+        self._client.publish(item.topic, self._payload(item, None), qos=0)
+        self.counters.telemetry_sent += 1
+
+    def _commit_if_due(self, now: float) -> None:
+        if not self._unstored and not self._acked_rows:
+            self._commit_due_stream = math.inf
+            return
+        due = (
+            self._stop.is_set()
+            or len(self._unstored) >= BATCH
+            or now >= self._last_commit + self._commit_every_s
+            or self._stream_s >= self._last_commit_stream + self._commit_every_s
+        )
+        if not due:
+            self._commit_due_stream = self._last_commit_stream + self._commit_every_s
+            return
+        self._commit()
+
+    @property
+    def _commit_every_s(self) -> float:
+        return COMMIT_EVERY_S if self._connected else COMMIT_EVERY_OFFLINE_S
+
+    def _commit(self) -> None:
+        """Store the waiting events and delete the acknowledged rows: one transaction per
+        BATCH events (one in all, normally), before any of these events is published."""
+        while self._unstored or self._acked_rows:
+            batch = self._unstored[:BATCH]
+            del self._unstored[:BATCH]
             events: list[PendingEvent] = [
                 (item.topic, self._builder(item), item.t) for item in batch
             ]
             try:
-                self._outbox.add(events)
+                self._outbox.write(events, self._acked_rows)
             except sqlite3.Error as exc:
+                # The events are lost (counted); the acks are kept for the next commit (if the
+                # process ends first, those rows are sent again at the next start: duplicates,
+                # which consumers drop by event_id).
                 self.counters.dropped_disk += len(batch)
                 self._disk_problem(exc, len(batch))
+                if not self._unstored:
+                    break
+                continue
+            self._acked_rows = []
+        self.counters.commits += 1
+        self._last_commit = time.monotonic()
+        self._last_commit_stream = self._stream_s
+        self._commit_due_stream = math.inf
 
     def _builder(self, item: _Queued) -> Callable[[int], bytes]:
-        def build(seq: int) -> bytes:
-            payload = {
-                "schema": schema_id(item.kind),
-                "device_id": self.device_id,
-                "boot_id": self.boot_id,
-                "seq": seq,
-                "event_id": str(uuid.uuid4()),
-                "t": iso_utc(item.t),
-                "clock_synced": item.clock_synced,
-                "stream_s": round(max(0.0, item.stream_s), 4),
-                **item.body,
-            }
-            return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
+        return lambda seq: self._payload(item, seq)
 
-        return build
+    def _payload(self, item: _Queued, seq: int | None) -> bytes:
+        """The JSON payload; `seq` only for events (telemetry is not numbered)."""
+        numbered = {"seq": seq} if seq is not None else {}
+        payload = {
+            "schema": schema_id(item.kind),
+            "device_id": self.device_id,
+            "boot_id": self.boot_id,
+            **numbered,
+            "event_id": str(uuid.uuid4()),
+            "t": iso_utc(item.t),
+            "clock_synced": item.clock_synced,
+            "stream_s": round(max(0.0, item.stream_s), 4),
+            **item.body,
+        }
+        return json.dumps(payload, separators=(",", ":"), allow_nan=False).encode()
 
     def _disk_problem(self, exc: Exception, count: int) -> None:
         now = time.monotonic()
@@ -871,12 +960,12 @@ class MqttOutput:
         room = self.settings.max_in_flight - len(self._inflight)
         if room <= 0:
             return
-        for row in self._outbox.after(self._last_sent_id, room):
+        for row in self._outbox.after(self._last_sent_seq, room):
             info = self._client.publish(row.topic, row.payload, qos=1)
             # paho keeps a QoS 1 message even when the socket just died (rc NO_CONN) and sends
             # it after the reconnect; either way it is now paho's to deliver.
-            self._inflight[info.mid] = (row.id, row.queued_at)
-            self._last_sent_id = row.id
+            self._inflight[info.mid] = (row.seq, row.queued_at)
+            self._last_sent_seq = row.seq
             self.counters.published += 1
             if info.rc not in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
                 log.debug("MQTT publish returned %s", info.rc)
@@ -886,8 +975,8 @@ class MqttOutput:
     ) -> None:
         entry = self._inflight.pop(mid, None)
         if entry is None:
-            return  # status, info or discovery
-        row_id, queued_at = entry
+            return  # status, info, discovery or telemetry
+        seq, queued_at = entry
         if reason.is_failure:
             # MQTT 5 only: the broker will not take it (ACL, quota); re-sending cannot help.
             self.counters.refused += 1
@@ -900,19 +989,7 @@ class MqttOutput:
             self.counters.acked += 1
             if self.ack_latencies is not None:
                 self.ack_latencies.append(time.time() - queued_at)
-        self._acked_rows.append(row_id)  # deleted in one transaction per loop turn
-
-    def _flush_acks(self) -> None:
-        if not self._acked_rows:
-            return
-        try:
-            self._outbox.delete(self._acked_rows)
-        except sqlite3.Error as exc:
-            # Kept for the next turn; if the process ends first they are sent again at the
-            # next start (a duplicate, which consumers drop by event_id).
-            self._disk_problem(exc, 0)
-            return
-        self._acked_rows = []
+        self._acked_rows.append(seq)  # deleted with the next commit (_commit_if_due)
 
     # -- the network loop --------------------------------------------------------------------------
     def _wait_io(self, timeout: float) -> None:
@@ -940,7 +1017,6 @@ class MqttOutput:
             return
         if sock in readable or getattr(sock, "pending", lambda: 0)() > 0:
             rc = self._client.loop_read()
-            self._flush_acks()
             if rc != MQTTErrorCode.MQTT_ERR_SUCCESS:
                 self._lost(rc)
                 return

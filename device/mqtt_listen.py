@@ -133,6 +133,12 @@ class Listener:
                     f"{data.get('boot_id')}{mark}"
                 )
             return False
+        if kind in ("level", "health") and isinstance(data, dict) and "seq" not in data:
+            # Telemetry: live, never stored or re-sent, not numbered (device/mqtt.py).
+            if not self.raw:
+                sync = "" if data.get("clock_synced") else "~"
+                self.line(f"{data.get('t', '?')}{sync} {device} {describe(kind, data)}")
+            return False
         if kind not in EVENT_KINDS or not isinstance(data, dict) or "seq" not in data:
             if not self.raw:
                 self.line(f"{topic}: {payload[:120].decode(errors='replace')}")

@@ -11,6 +11,14 @@ the counter is updated in the same transaction as the rows it numbers.
 Durability: WAL with synchronous=NORMAL. A committed row survives the process being killed
 (SIGKILL, a crash); only a power cut can lose the last few commits, which is the usual SD-card
 trade-off (synchronous=FULL would cost an fsync per batch on the Pi's SD card).
+
+SD-card wear: every commit appends each page it changed (4 KiB) to the WAL, so the cost is
+commits x pages, not bytes of events. Hence `write()` does the inserts of new events and the
+deletes of acknowledged ones in ONE transaction (the caller calls it a few times a second at
+most), the rows are keyed by `seq` itself (INTEGER PRIMARY KEY: one b-tree, no index, no
+AUTOINCREMENT bookkeeping page), and the counter in `meta` is written only when the newest row
+is deleted (otherwise the newest row holds it: on opening, the counter is the larger of the two).
+With the broker up, a commit then usually changes a single page.
 """
 
 from __future__ import annotations
@@ -32,8 +40,7 @@ _SYSTEM_STATE_DIR = Path("/var/lib/notesight")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    seq INTEGER NOT NULL,
+    seq INTEGER PRIMARY KEY,
     topic TEXT NOT NULL,
     payload BLOB NOT NULL,
     queued_at REAL NOT NULL
@@ -43,6 +50,20 @@ CREATE TABLE IF NOT EXISTS meta (
     value INTEGER NOT NULL
 );
 INSERT OR IGNORE INTO meta (key, value) VALUES ('seq', 0);
+"""
+
+# The first version keyed rows by an AUTOINCREMENT id next to seq (an extra page per commit).
+_MIGRATE_V1 = """
+ALTER TABLE outbox RENAME TO outbox_v1;
+CREATE TABLE outbox (
+    seq INTEGER PRIMARY KEY,
+    topic TEXT NOT NULL,
+    payload BLOB NOT NULL,
+    queued_at REAL NOT NULL
+);
+INSERT OR IGNORE INTO outbox (seq, topic, payload, queued_at)
+    SELECT seq, topic, payload, queued_at FROM outbox_v1 ORDER BY id;
+DROP TABLE outbox_v1;
 """
 
 
@@ -82,7 +103,6 @@ def is_disk_full(exc: sqlite3.Error) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Row:
-    id: int
     seq: int
     topic: str
     payload: bytes
@@ -127,6 +147,7 @@ class Outbox:
         try:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
+            self._migrate()
             self._db.executescript(_SCHEMA)
         except sqlite3.Error as exc:
             self._db.close()
@@ -135,7 +156,26 @@ class Outbox:
                 "free space, or set [mqtt].state_dir"
             ) from exc
         self._count = self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        self._seq = self._db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[0]
+        self._stored_seq = self._db.execute("SELECT value FROM meta WHERE key = 'seq'").fetchone()[
+            0
+        ]
+        newest = self._db.execute("SELECT MAX(seq) FROM outbox").fetchone()[0] or 0
+        self._seq = max(self._stored_seq, newest)
+
+    def _migrate(self) -> None:
+        columns = [row[1] for row in self._db.execute("PRAGMA table_info(outbox)")]
+        if "id" not in columns:
+            return
+        db = self._db
+        db.execute("BEGIN")
+        try:
+            for statement in _MIGRATE_V1.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute("COMMIT")
+        except sqlite3.Error:
+            db.execute("ROLLBACK")
+            raise
 
     # -- writing --------------------------------------------------------------------------------
     @property
@@ -147,79 +187,101 @@ class Outbox:
         return self._count
 
     def add(self, events: Sequence[PendingEvent]) -> list[int]:
-        """Number and store `events` in one transaction; returns their `seq`s.
+        """Number and store `events` in one transaction; returns their `seq`s."""
+        return self.write(events, ())
 
-        Raises sqlite3.Error (for example disk full) with nothing stored and the counter
-        unchanged; the caller decides what to do with the events.
+    def delete(self, seqs: Sequence[int]) -> None:
+        """Forget rows the broker has acknowledged (seqs that are gone already are ignored)."""
+        self.write((), seqs)
+
+    def write(self, events: Sequence[PendingEvent], acked: Sequence[int]) -> list[int]:
+        """Store and number `events` and delete the `acked` rows, in one transaction (one WAL
+        append of the pages changed, usually one); returns the new events' `seq`s.
+
+        Raises sqlite3.Error (for example disk full) with nothing changed and the counter
+        unchanged; the caller decides what to do with the events and the acks.
         """
-        if not events:
+        if not events and not acked:
             return []
         seqs = list(range(self._seq + 1, self._seq + 1 + len(events)))
         rows = [
             (seq, topic, build(seq), queued_at)
             for seq, (topic, build, queued_at) in zip(seqs, events, strict=True)
         ]
+        newest = seqs[-1] if seqs else self._seq
         db = self._db
         try:
             db.execute("BEGIN")
-            db.executemany(
-                "INSERT INTO outbox (seq, topic, payload, queued_at) VALUES (?, ?, ?, ?)", rows
-            )
-            db.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (seqs[-1],))
+            deleted = 0
+            if acked:
+                cursor = db.executemany("DELETE FROM outbox WHERE seq = ?", [(i,) for i in acked])
+                deleted = max(cursor.rowcount, 0)
+            if rows:
+                db.executemany(
+                    "INSERT INTO outbox (seq, topic, payload, queued_at) VALUES (?, ?, ?, ?)", rows
+                )
+            over = self._count - deleted + len(rows) - self.max_rows
+            dropped = self._delete_oldest(over) if over > 0 else 0
+            stored_seq = self._keep_counter(newest)
             db.execute("COMMIT")
         except sqlite3.Error:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        self._seq = seqs[-1]
-        self._count += len(rows)
-        if self._count > self.max_rows:
-            self._drop_oldest(self._count - self.max_rows)
+        self._seq = newest
+        self._stored_seq = stored_seq
+        self._count += len(rows) - deleted - dropped
+        self._note_dropped(dropped, f"more than {self.max_rows} events queued")
         return seqs
 
-    def _drop_oldest(self, how_many: int) -> None:
+    def _keep_counter(self, newest: int) -> int:
+        """Inside a transaction: write the counter to `meta` only when no row holds it any more
+        (the newest row was acknowledged or dropped); returns the value `meta` now holds."""
+        if self._stored_seq >= newest:
+            return self._stored_seq
+        if self._db.execute("SELECT 1 FROM outbox WHERE seq = ?", (newest,)).fetchone():
+            return self._stored_seq
+        self._db.execute("UPDATE meta SET value = ? WHERE key = 'seq'", (newest,))
+        return newest
+
+    def _delete_oldest(self, how_many: int) -> int:
         cursor = self._db.execute(
-            "DELETE FROM outbox WHERE id IN (SELECT id FROM outbox ORDER BY id LIMIT ?)",
+            "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
             (how_many,),
         )
-        self._note_dropped(cursor.rowcount, f"more than {self.max_rows} events queued")
+        return max(cursor.rowcount, 0)
 
     def prune_old(self) -> int:
         """Drop rows older than max_age_s; returns how many."""
         cutoff = self._clock() - self.max_age_s
-        cursor = self._db.execute("DELETE FROM outbox WHERE queued_at < ?", (cutoff,))
-        self._note_dropped(cursor.rowcount, f"older than {self.max_age_s:g} s")
-        return max(cursor.rowcount, 0)
-
-    def _note_dropped(self, count: int, why: str) -> None:
-        if count <= 0:
-            return
-        self._count -= count
-        self.dropped += count
-        log.warning("MQTT outbox: dropped the %d oldest events (%s)", count, why)
-
-    def delete(self, ids: Sequence[int]) -> None:
-        """Forget rows the broker has acknowledged (ids that are gone already are ignored)."""
-        if not ids:
-            return
         db = self._db
         try:
-            db.execute("BEGIN")  # one transaction: a commit per row would cost a WAL write each
-            cursor = db.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            db.execute("BEGIN")
+            cursor = db.execute("DELETE FROM outbox WHERE queued_at < ?", (cutoff,))
+            stored_seq = self._keep_counter(self._seq)
             db.execute("COMMIT")
         except sqlite3.Error:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
-        self._count -= max(cursor.rowcount, 0)
+        self._stored_seq = stored_seq
+        count = max(cursor.rowcount, 0)
+        self._count -= count
+        self._note_dropped(count, f"older than {self.max_age_s:g} s")
+        return count
+
+    def _note_dropped(self, count: int, why: str) -> None:
+        if count <= 0:
+            return
+        self.dropped += count
+        log.warning("MQTT outbox: dropped the %d oldest events (%s)", count, why)
 
     # -- reading --------------------------------------------------------------------------------
-    def after(self, last_id: int, limit: int) -> list[Row]:
-        """Up to `limit` rows with id > last_id, oldest first."""
+    def after(self, last_seq: int, limit: int) -> list[Row]:
+        """Up to `limit` rows with seq > last_seq, oldest first."""
         cursor = self._db.execute(
-            "SELECT id, seq, topic, payload, queued_at FROM outbox WHERE id > ? "
-            "ORDER BY id LIMIT ?",
-            (last_id, limit),
+            "SELECT seq, topic, payload, queued_at FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+            (last_seq, limit),
         )
         return [Row(*values) for values in cursor.fetchall()]
 

@@ -100,12 +100,24 @@ def outbox_rows(output: MqttOutput) -> int:
         box.close()
 
 
+def is_telemetry(payload: dict) -> bool:
+    return payload["schema"] in (schema_id("level"), schema_id("health"))
+
+
+def numbered(rec: Recorder) -> list[dict]:
+    """The events received (they carry a seq); telemetry (level, health) is not numbered."""
+    return [p for p in rec.events() if not is_telemetry(p)]
+
+
 def assert_complete(events: list[dict], upto: int) -> None:
-    """Every seq from 1 to `upto` arrived; duplicates carry the same event_id; all validate."""
+    """Every seq from 1 to `upto` arrived; duplicates carry the same event_id; all validate;
+    telemetry has no seq."""
     by_seq: dict[int, set[str]] = {}
     for payload in events:
         validate(payload)
-        by_seq.setdefault(payload["seq"], set()).add(payload["event_id"])
+        assert ("seq" in payload) != is_telemetry(payload), payload
+        if "seq" in payload:
+            by_seq.setdefault(payload["seq"], set()).add(payload["event_id"])
     missing = sorted(set(range(1, upto + 1)) - set(by_seq))
     assert not missing, f"{len(missing)} events never arrived: {missing[:20]}"
     assert all(len(ids) == 1 for ids in by_seq.values()), "one seq with two event ids"
@@ -134,7 +146,7 @@ def test_every_event_arrives_once_in_order_and_fits_its_schema(broker, tmp_path)
         out.close()
         wait_for(lambda: rec.on("/status")[-1:] and rec.on("/status")[-1].payload == b"offline",
                  "status offline")  # fmt: skip
-        seqs = [p["seq"] for p in rec.events()]
+        seqs = [p["seq"] for p in numbered(rec)]
         # one connection, no outage: each once, in order
         assert seqs == list(range(1, last_seq(out) + 1))
         assert_complete(rec.events(), last_seq(out))
@@ -217,7 +229,7 @@ def test_mqtt_5(broker, tmp_path):
         feed(out, stream(20))
         out.close()
         assert outbox_rows(out) == 0
-        wait_for(lambda: len(rec.events()) >= last_seq(out), "all events")
+        wait_for(lambda: len(numbered(rec)) >= last_seq(out), "all events")
         assert_complete(rec.events(), last_seq(out))
 
 
@@ -243,7 +255,7 @@ def test_broker_killed_and_restarted_in_the_middle_of_a_stream(broker, tmp_path,
         out.close()  # drains: waits until the broker has acknowledged everything
         assert outbox_rows(out) == 0
         upto = last_seq(out)
-        wait_for(lambda: {p["seq"] for p in rec.events()} >= set(range(1, upto + 1)),
+        wait_for(lambda: {p["seq"] for p in numbered(rec)} >= set(range(1, upto + 1)),
                  f"all {upto} events at the recorder")  # fmt: skip
         assert_complete(rec.events(), upto)
     assert received_before < upto
@@ -253,7 +265,7 @@ def test_broker_killed_and_restarted_in_the_middle_of_a_stream(broker, tmp_path,
     # per device the order holds apart from re-sent duplicates: first arrivals are increasing
     first_arrivals: list[int] = []
     seen: set[int] = set()
-    for payload in rec.events():
+    for payload in numbered(rec):
         if payload["seq"] not in seen:
             seen.add(payload["seq"])
             first_arrivals.append(payload["seq"])
@@ -269,12 +281,12 @@ def test_seq_keeps_increasing_across_restarts(broker, tmp_path):
         feed(second, stream(5))
         second.close()
         upto = last_seq(second)
-        wait_for(lambda: len(rec.events()) >= upto, "both runs' events")
+        wait_for(lambda: len(numbered(rec)) >= upto, "both runs' events")
     assert_complete(rec.events(), upto)
     boots = [p["boot_id"] for p in rec.events()]
     assert boots[0] == first.boot_id and boots[-1] == second.boot_id != first.boot_id
-    assert min(p["seq"] for p in rec.events() if p["boot_id"] == second.boot_id) > max(
-        p["seq"] for p in rec.events() if p["boot_id"] == first.boot_id
+    assert min(p["seq"] for p in numbered(rec) if p["boot_id"] == second.boot_id) > max(
+        p["seq"] for p in numbered(rec) if p["boot_id"] == first.boot_id
     )
 
 
@@ -308,7 +320,7 @@ def refused_then_fixed(
         fixed = output(good)
         fixed.close()
         assert outbox_rows(fixed) == 0
-        wait_for(lambda: len(rec.events()) >= kept, "the kept events")
+        wait_for(lambda: len(numbered(rec)) >= kept, "the kept events")
         assert_complete(rec.events(), kept)
 
 
@@ -397,7 +409,7 @@ def test_tls_with_a_ca_made_here_and_a_password_file(tls_broker, tmp_path):
         feed(out, stream(30))
         out.close()
         assert outbox_rows(out) == 0
-        wait_for(lambda: len(rec.events()) >= last_seq(out), "all events over TLS")
+        wait_for(lambda: len(numbered(rec)) >= last_seq(out), "all events over TLS")
         assert_complete(rec.events(), last_seq(out))
 
 
@@ -417,7 +429,7 @@ def test_tls_with_a_client_certificate(tmp_path):
             feed(out, stream(10))
             out.close()
             assert outbox_rows(out) == 0
-            wait_for(lambda: len(rec.events()) >= last_seq(out), "all events")
+            wait_for(lambda: len(numbered(rec)) >= last_seq(out), "all events")
             assert_complete(rec.events(), last_seq(out))
     finally:
         broker.kill()
@@ -492,7 +504,7 @@ def test_outbox_bound_drops_the_oldest_and_health_counts_them(broker, tmp_path):
         wait_for(lambda: rec.on("/health"), "a health message")
         later.close()
         wait_for(lambda: len(rec.events()) >= 101, "the kept events and health")
-    seqs = sorted({p["seq"] for p in rec.events()})
+    seqs = sorted({p["seq"] for p in numbered(rec)})
     # the newest 100 survived (oldest dropped first), then the new run's own events
     assert seqs[:100] == list(range(total - 99, total + 1))
     for payload in rec.events():
@@ -529,10 +541,10 @@ def test_a_full_disk_drops_events_with_one_clear_line_and_never_raises(broker, t
     with Recorder(broker, TOPICS) as rec:
         later = output(mqtt_settings(tmp_path, broker.port))
         later.close()
-        wait_for(lambda: len(rec.events()) >= stored, "the stored events")
+        wait_for(lambda: len(numbered(rec)) >= stored, "the stored events")
     for payload in rec.events():
         validate(payload)
-    assert len({p["seq"] for p in rec.events()}) == stored
+    assert len({p["seq"] for p in numbered(rec)}) == stored
 
 
 def test_the_outbox_survives_a_reopen_with_rows_in_it(tmp_path):
@@ -549,3 +561,34 @@ def test_the_outbox_survives_a_reopen_with_rows_in_it(tmp_path):
     assert len(rows) == last_seq(out)
     with sqlite3.connect(out.outbox_path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_telemetry_is_never_stored_and_events_are_stored_in_few_transactions(tmp_path):
+    """With no broker: levels are skipped (not queued for later), and the events reach the
+    outbox in at most one transaction per COMMIT_EVERY_OFFLINE_S (of audio or of wall clock)
+    instead of one per event."""
+    from mosquitto import free_port
+
+    from notesight.device.mqtt import COMMIT_EVERY_OFFLINE_S
+
+    out = output(mqtt_settings(tmp_path, free_port(), drain_timeout_s=0.0, health_interval_s=1.0))
+    events = stream(60)  # 6 s of audio: about 200 events and 60 levels
+    started = time.monotonic()
+    feed(out, events)
+    out.close()
+    elapsed = time.monotonic() - started
+    levels_sent = 11  # one per level_interval_s = 0.5 s of the 6 s (as in the first test)
+    # + session_start, and session_end when close() flushes the session
+    numbered_events = sum(not isinstance(e, Level) for e in events) + 2
+    box = Outbox(out.outbox_path)
+    try:
+        topics = [row.topic.rsplit("/", 1)[-1] for row in box.after(0, 10_000)]
+    finally:
+        box.close()
+    assert len(topics) == numbered_events == last_seq(out)
+    assert not {"level", "health"} & set(topics)
+    assert out.counters.telemetry_skipped >= levels_sent
+    assert out.counters.telemetry_sent == 0
+    # the first event is stored at once, the rest once per interval (6 s of audio) plus what the
+    # wall clock adds while feeding, plus the last commit at close
+    assert out.counters.commits <= 2 + (6.0 + elapsed) / COMMIT_EVERY_OFFLINE_S

@@ -232,7 +232,7 @@ def test_outbox_numbers_in_order_and_keeps_the_counter_across_reopening(tmp_path
     rows = box.after(0, 10)
     assert [json.loads(r.payload)["seq"] for r in rows] == [1, 2, 3]
     assert [r.seq for r in rows] == [1, 2, 3]
-    box.delete([rows[0].id, rows[1].id, rows[2].id])
+    box.delete([rows[0].seq, rows[1].seq, rows[2].seq])
     assert len(box) == 0
     box.close()
     again = Outbox(path)
@@ -246,7 +246,7 @@ def test_outbox_after_pages_from_a_row_id(tmp_path):
     box.add(pending(5))
     first = box.after(0, 2)
     assert [r.seq for r in first] == [1, 2]
-    assert [r.seq for r in box.after(first[-1].id, 10)] == [3, 4, 5]
+    assert [r.seq for r in box.after(first[-1].seq, 10)] == [3, 4, 5]
 
 
 def test_outbox_drops_the_oldest_beyond_max_rows(tmp_path):
@@ -282,6 +282,62 @@ def test_outbox_on_a_full_disk_raises_sqlite_full_and_keeps_what_it_had(tmp_path
     assert len(box) == 5
     assert box.seq == 5  # no number was used up
     assert [r.seq for r in box.after(0, 10)] == [1, 2, 3, 4, 5]
+
+
+def test_outbox_write_stores_and_deletes_in_one_transaction(tmp_path):
+    box = Outbox(tmp_path / "o.db")
+    box.add(pending(3))
+    changes = box._db.total_changes
+    assert box.write(pending(2), [1, 2]) == [4, 5]
+    assert box._db.total_changes - changes == 4  # 2 deleted + 2 inserted, nothing else
+    assert [r.seq for r in box.after(0, 10)] == [3, 4, 5]
+    assert len(box) == 3
+
+
+def test_outbox_writes_the_counter_only_when_the_newest_row_goes(tmp_path):
+    path = tmp_path / "o.db"
+    box = Outbox(path)
+    stored = "SELECT value FROM meta WHERE key = 'seq'"
+    box.add(pending(3))
+    box.write(pending(2), [1, 2, 3])
+    assert box._db.execute(stored).fetchone() == (0,)  # row 5 holds the counter
+    box.close()
+    box = Outbox(path)
+    assert box.seq == 5
+    box.delete([4, 5])
+    assert box._db.execute(stored).fetchone() == (5,)  # no row holds it any more
+    box.close()
+    assert Outbox(path).add(pending(1)) == [6]
+
+
+def test_outbox_keeps_the_counter_when_pruning_empties_it(tmp_path):
+    path = tmp_path / "o.db"
+    now = [5000.0]
+    box = Outbox(path, max_age_s=100.0, clock=lambda: now[0])
+    box.add(pending(4, queued_at=4000.0))
+    assert box.prune_old() == 4
+    box.close()
+    assert Outbox(path).add(pending(1)) == [5]
+
+
+def test_outbox_of_the_first_version_is_migrated_with_its_rows(tmp_path):
+    path = tmp_path / "outbox.sqlite3"
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            """
+            CREATE TABLE outbox (id INTEGER PRIMARY KEY AUTOINCREMENT, seq INTEGER NOT NULL,
+                topic TEXT NOT NULL, payload BLOB NOT NULL, queued_at REAL NOT NULL);
+            CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+            INSERT INTO meta VALUES ('seq', 12);
+            INSERT INTO outbox (seq, topic, payload, queued_at)
+                VALUES (11, 't', x'31', 1.0), (12, 't', x'32', 2.0);
+            """
+        )
+    box = Outbox(path)
+    assert [(r.seq, r.payload) for r in box.after(0, 10)] == [(11, b"1"), (12, b"2")]
+    assert box.add(pending(1)) == [13]
+    columns = [row[1] for row in box._db.execute("PRAGMA table_info(outbox)")]
+    assert columns == ["seq", "topic", "payload", "queued_at"]
 
 
 def test_unwritable_state_dir_is_a_clear_error(tmp_path):
@@ -338,11 +394,13 @@ def test_a_note_after_a_long_pause_without_ticks_starts_a_new_session():
 
 
 def envelope(kind: str, **body) -> dict:
+    """A payload as the output sends it: telemetry (level, health) carries no seq."""
+    numbered = {} if kind in ("level", "health") else {"seq": 7}
     return {
         "schema": schema_id(kind),
         "device_id": "piano-1",
         "boot_id": "0f5b7a4e-8d6b-4f55-9f73-6c8f2e1d2a10",
-        "seq": 7,
+        **numbered,
         "event_id": "6c1e2a44-1d2b-4c9a-8a51-3e0f3b2c9d11",
         "t": iso_utc(1_700_000_000.5),
         "clock_synced": True,
@@ -380,6 +438,7 @@ def test_the_schemas_catch_what_is_wrong():
         good | {"surprise": 1},
         good | {"type": "note_off"},  # a note_off needs offset_s
         good | {"velocity": 128},
+        envelope("level", dbfs=-20.0, floor_dbfs=-60.0) | {"seq": 7},  # telemetry: no seq
     ):
         with pytest.raises(ValidationError):
             validate(broken)
@@ -437,3 +496,13 @@ def test_listener_prints_one_line_per_message():
     assert lines[2] == "piano-1 GAP: 1 events missing (#8)"
     assert lines[3].startswith("2023-11-14T22:13:20.500Z piano-1 #9 note_on")
     assert printer.summary() == "2 events, 0 duplicates, 1 missing"
+
+
+def test_listener_shows_telemetry_without_counting_it_as_a_gap():
+    out = io.StringIO()
+    printer = Listener(out)
+    level = envelope("level", **event_body(Level(-23.4, -61.0, 2.5))[1])
+    assert "seq" not in level
+    assert printer.message("notesight/piano-1/level", json.dumps(level).encode(), False) is False
+    assert out.getvalue() == "2023-11-14T22:13:20.500Z piano-1 level  -23.4 dBFS (floor -61.0)\n"
+    assert printer.summary() == "0 events, 0 duplicates, 0 missing"
