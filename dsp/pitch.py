@@ -170,11 +170,15 @@ class SpectralCheck:
         treble_hz: float = 1000.0,
         refine_periods: float = 6.0,
         partial_ratio: float = 0.25,
+        partial_max_hz: float = 2000.0,
     ) -> None:
         self.sample_rate = sample_rate
         self.treble_hz = treble_hz
         self.refine_periods = refine_periods
         self.partial_ratio = partial_ratio
+        # Above this a dominant peak is the string itself: a low thump under a soft top note
+        # would otherwise pass for the "other partials" of YIN's far-too-low frequency.
+        self.partial_max_hz = partial_max_hz
 
     def check(
         self, samples: np.ndarray, freq_hz: float | None, confidence: float = 0.0
@@ -192,7 +196,11 @@ class SpectralCheck:
         peak_hz = peak * bin_hz
         near = slice(int(peak * 0.97), int(peak * 1.03) + 1)
         dominance = float(power[near].sum() / (power[upper:].sum() + 1e-30))
-        if freq_hz is not None and self._is_partial_of(power, bin_hz, freq_hz, peak_hz):
+        if (
+            freq_hz is not None
+            and peak_hz < self.partial_max_hz
+            and self._is_partial_of(power, bin_hz, freq_hz, peak_hz)
+        ):
             pass  # the peak is an upper partial of YIN's note (a low string's bright partial)
         elif dominance >= 0.5 and (freq_hz is None or confidence < 0.8):
             freq_hz = peak_hz  # YIN found nothing, or something weak: trust the clear peak
