@@ -176,9 +176,10 @@ def cmd_train_alerts(args: argparse.Namespace) -> int:
     from .classify import train_alerts
 
     summary = train_alerts(Path(args.folder), Path(args.out), tiny=args.tiny)
+    model = json.dumps(summary["out"])
     print(
         f"wrote {summary['out']} ({summary['bytes']} bytes, {summary['windows']} training "
-        f"windows, {summary['seconds']} s); use it with [alerts].model = {json.dumps(summary['out'])}"
+        f"windows, {summary['seconds']} s); use it with [alerts].model = {model}"
     )
     return 0
 
