@@ -28,6 +28,7 @@ import numpy as np
 
 from .config import LedSettings
 from .errors import OutputError, explain_os_error
+from .outputs import open_simulator_log
 
 log = logging.getLogger(__name__)
 
@@ -412,12 +413,7 @@ class SimulatorBackend:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self._file: IO[str] = path.open("w", encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(
-                "LED simulator: " + explain_os_error(exc, path, "output file")
-            ) from None
+        self._file = open_simulator_log(path, "LED simulator")
         self.frames = 0
 
     def show(self, frame: np.ndarray, t: float) -> None:

@@ -16,12 +16,13 @@ import warnings
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Protocol
+from typing import Protocol
 
 from notesight.dsp.events import Alert, Event, NoteOn
 
 from .config import MotorSettings
 from .errors import OutputError, explain_os_error
+from .outputs import open_simulator_log
 
 log = logging.getLogger(__name__)
 
@@ -239,12 +240,7 @@ class JsonlMotorSink:
     """The simulator's motor: `{"t": 1.234, "value": 0.8}` per change, t in stream seconds."""
 
     def __init__(self, path: Path) -> None:
-        try:
-            self._file: IO[str] = path.open("w", encoding="utf-8")
-        except OSError as exc:
-            raise OutputError(
-                "motor simulator: " + explain_os_error(exc, path, "output file")
-            ) from None
+        self._file = open_simulator_log(path, "motor simulator")
         self.changes = 0
 
     def set(self, value: float, t: float) -> None:

@@ -17,9 +17,12 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
 
 from notesight.dsp.events import Alert, Chord, Event, Level, NoteOff, NoteOn
+
+from .errors import OutputError, explain_os_error
 
 
 @runtime_checkable
@@ -63,6 +66,15 @@ class DeviceStatus:
         with self._lock:
             values = {f.name: getattr(self, f.name) for f in fields(self) if f.init}
         return DeviceStatus(**values)
+
+
+def open_simulator_log(path: Path, who: str) -> IO[str]:
+    """The JSON-lines file a simulated output writes (`who`: "LED simulator", ...), or an
+    OutputError saying why it cannot be written."""
+    try:
+        return path.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise OutputError(f"{who}: " + explain_os_error(exc, path, "output file")) from None
 
 
 def event_kind(event: Event) -> str:
