@@ -108,3 +108,15 @@ def test_device_status_rejects_unknown_fields_and_snapshots() -> None:
     assert snap.mqtt_queued == 3
     with pytest.raises(AttributeError):
         status.update(nonsense=1)
+
+
+def test_a_simulator_file_that_cannot_be_written_is_one_clear_output_error(tmp_path) -> None:
+    from notesight.device.led_backends import SimulatorBackend
+    from notesight.device.motor import JsonlMotorSink
+
+    missing = tmp_path / "no-such-folder" / "leds.jsonl"
+    for make, who in ((SimulatorBackend, "LED simulator"), (JsonlMotorSink, "motor simulator")):
+        with pytest.raises(OutputError) as info:
+            make(missing)
+        assert str(info.value).startswith(f"{who}: ")
+        assert str(missing) in str(info.value)
