@@ -198,18 +198,25 @@ def test_daemon_killed_while_the_broker_is_down_loses_nothing(short_wav, long_wa
         broker.kill()
 
 
+def start_playing(wav: Path, config: Path, rec: Recorder) -> subprocess.Popen[str]:
+    """`notesight run` on `wav` in real time, returned once its first note reached the broker."""
+    daemon = subprocess.Popen(
+        notesight("run", "--input", str(wav), "--config", str(config)),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(lambda: any(p["schema"] == schema_id("note") for p in rec.events()),
+             "a note from the running daemon")  # fmt: skip
+    return daemon
+
+
 def test_the_last_will_says_offline_when_the_daemon_dies(long_wav, tmp_path):
     broker = Broker(tmp_path / "broker").start()
     try:
         config = write_config(tmp_path, broker.port)
         with Recorder(broker, TOPICS) as rec:
-            daemon = subprocess.Popen(
-                notesight("run", "--input", str(long_wav), "--config", str(config)),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-            wait_for(lambda: any(p["schema"] == schema_id("note") for p in rec.events()),
-                     "a note from the running daemon")  # fmt: skip
+            daemon = start_playing(long_wav, config, rec)
             assert [m.payload for m in rec.on("/status")] == [b"online"]
             daemon.send_signal(signal.SIGKILL)
             daemon.wait()

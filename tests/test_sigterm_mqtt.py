@@ -10,9 +10,7 @@ import subprocess
 
 import pytest
 from mosquitto import Broker, Recorder, free_port, mosquitto_available, wait_for
-from test_mqtt_daemon import TOPICS, db_path, long_wav, notesight, write_config
-
-from notesight.device.mqtt import schema_id
+from test_mqtt_daemon import TOPICS, db_path, long_wav, notesight, start_playing, write_config
 
 __all__ = ["long_wav"]  # the fixture, shared with test_mqtt_daemon
 
@@ -26,16 +24,7 @@ def test_sigterm_publishes_offline_and_exits_cleanly(long_wav, tmp_path):
     try:
         config = write_config(tmp_path, broker.port)
         with Recorder(broker, TOPICS) as rec:
-            daemon = subprocess.Popen(
-                notesight("run", "--input", str(long_wav), "--config", str(config)),
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            wait_for(
-                lambda: any(p["schema"] == schema_id("note") for p in rec.events()),
-                "a note from the running daemon",
-            )
+            daemon = start_playing(long_wav, config, rec)
             daemon.send_signal(signal.SIGTERM)
             _, err = daemon.communicate(timeout=60)
             assert daemon.returncode == 0, err
