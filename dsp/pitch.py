@@ -226,9 +226,7 @@ class SpectralCheck:
         if k < 2 or abs(ratio - k) > 0.04 * k:
             return False
         energies = harmonic_energies(power, bin_hz, freq_hz, peak_hz * 1.02)
-        numbers = np.arange(1, len(energies) + 1)
-        shared = energies[numbers % k == 0].sum()
-        other = energies[numbers % k != 0].sum()
+        shared, other = split_by_multiples(energies, k)
         return bool(other >= self.partial_ratio * shared)
 
     def _refine(self, power: np.ndarray, bin_hz: float, freq_hz: float, peak: float) -> float:
@@ -267,6 +265,13 @@ def harmonic_energies(
     return energies
 
 
+def split_by_multiples(energies: np.ndarray, k: int) -> tuple[float, float]:
+    """(energy of harmonics 1, 2, ... that are multiples of k, energy of the others)."""
+    numbers = np.arange(1, len(energies) + 1)
+    multiple = numbers % k == 0
+    return float(energies[multiple].sum()), float(energies[~multiple].sum())
+
+
 def missing_harmonic_factor(
     power: np.ndarray, bin_hz: float, freq_hz: float, max_ratio: float = 0.1
 ) -> int:
@@ -278,14 +283,10 @@ def missing_harmonic_factor(
     with a weak fundamental still has its odd partials, so it is not mistaken for this."""
     top_hz = min(0.45 * bin_hz * 2 * (len(power) - 1), 12 * freq_hz)
     energies = harmonic_energies(power, bin_hz, freq_hz, top_hz)
-    best = 1
     for k in (5, 4, 3, 2):
         if len(energies) < 2 * k:
             continue
-        numbers = np.arange(1, len(energies) + 1)
-        shared = energies[numbers % k == 0].sum()
-        other = energies[numbers % k != 0].sum()
+        shared, other = split_by_multiples(energies, k)
         if shared > 0.0 and other < max_ratio * shared:
-            best = k
-            break
-    return best
+            return k
+    return 1
