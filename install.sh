@@ -57,6 +57,7 @@ APT_PACKAGES=(
     gcc                         # compiler for those extensions
     fluidsynth                  # renders MIDI to audio for tests and the demo
     fluid-soundfont-gm          # General MIDI piano sound fonts for fluidsynth
+    csound-soundfont            # a third training piano for models/train_notes.py
     timgm6mb-soundfont
     musescore-general-soundfont
     mosquitto                   # MQTT broker (its service may start on install; not relied on)

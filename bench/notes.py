@@ -1,11 +1,14 @@
-"""Note benchmark: notesight's streaming transcriber against aubio's own note detector (the
-`aubio notes` command with its defaults), on the same audio in the same run.
+"""Note benchmark: notesight's streaming transcriber against its peers on the same audio in
+the same run: aubio's own note detector (the `aubio notes` command with its defaults) and, on
+polyphonic music, Spotify's Basic Pitch (offline, its ONNX model; bench/basic_pitch_peer.py).
 
     .venv/bin/python bench/notes.py [--quick] [--dev] [--out bench/out]
 
-Prints one table per figure (metric | notesight | aubio | ratio | target; ratio = notesight /
-aubio), the isolated keys each system got wrong, and writes every clip's raw result to
-<out>/notes.json. Renders are cached in <out>/cache. bench/README.md explains each figure.
+Systems: "notesight" is the default pipeline (the note model, [listen].pipeline = "poly"),
+"mono" the monophonic listening core ([listen].pipeline = "mono"). Prints one table per figure
+(metric | each system | ratio | target; ratio = notesight / the table's peer), the isolated
+keys notesight got wrong, and writes every clip's raw result to <out>/notes.json. Renders are
+cached in <out>/cache. bench/README.md explains each figure.
 """
 
 from __future__ import annotations
@@ -41,16 +44,46 @@ TREBLE_LATENCY = (48, 108)  # C3 and up
 Transcriber = Callable[[np.ndarray, int], list[dict]]
 
 
-# -- the two systems ----------------------------------------------------------------------
-def load_notesight() -> Transcriber | None:
-    """notesight's transcriber, or None while it can't be imported (the bench then runs aubio
-    alone and says so)."""
+# -- the systems --------------------------------------------------------------------------
+POLY_ONLY = ("basic-pitch",)  # run on the polyphonic sets only (offline, and slow)
+POLY_DATASETS = ("pieces", "annotated")
+
+
+def load_notesight() -> dict[str, Transcriber]:
+    """notesight's default pipeline and its monophonic core, or {} while notesight can't be
+    imported (the bench then runs the peers alone and says so)."""
     try:
-        from notesight.device.transcribe import transcribe_array
+        from notesight.device.config import ListenSettings
+        from notesight.device.transcribe import listener_params, transcribe_array
     except ImportError as exc:
-        print(f"notesight is unavailable ({exc}); running aubio only")
-        return None
-    return transcribe_array
+        print(f"notesight is unavailable ({exc}); running the peers only")
+        return {}
+    poly = listener_params(ListenSettings())  # the shipped default: the note model
+    mono = listener_params(ListenSettings(pipeline="mono"))
+    return {
+        "notesight": lambda audio, rate: transcribe_array(audio, rate, poly),
+        "mono": lambda audio, rate: transcribe_array(audio, rate, mono),
+    }
+
+
+def load_basic_pitch() -> dict[str, Transcriber]:
+    import basic_pitch_peer as peer  # bench/ is on sys.path
+
+    reason = peer.available()
+    if reason is not None:
+        print(f"Basic Pitch skipped: {reason}")
+        return {}
+    peer.warm_up()  # loading the ONNX model is not part of any clip's time
+
+    def transcribe(audio: np.ndarray, rate: int) -> list[dict]:
+        # Offline: a note is known only once the whole recording has been read.
+        end = len(audio) / rate
+        return [
+            {"midi": m, "name": midi_to_name(m), "onset_s": on, "offset_s": off, "emitted_s": end}
+            for on, off, m in peer.transcribe(audio, rate)
+        ]
+
+    return {"basic-pitch": transcribe}
 
 
 # What `aubio notes` uses when given no options (aubio 0.4.9-0.4.12, python/lib/aubio/cmd.py):
@@ -125,6 +158,8 @@ class Result:
 def run_clip(clip: Clip, systems: dict[str, Transcriber]) -> Result:
     outcomes = {}
     for name, transcribe in systems.items():
+        if name in POLY_ONLY and clip.dataset not in POLY_DATASETS:
+            continue
         start = time.perf_counter()
         notes = transcribe(clip.audio, clip.sample_rate)
         wall = time.perf_counter() - start
@@ -159,12 +194,27 @@ def _intervals_and_hz(notes: Iterable[tuple[float, float, int]]) -> tuple[np.nda
     return intervals, np.array([midi_to_freq(m) for _, _, m in rows])
 
 
+def note_f1(
+    reference: Iterable[tuple[float, float, int]], found: Iterable[tuple[float, float, int]]
+) -> tuple[float, float, float]:
+    """(precision, recall, F1) of (onset_s, offset_s, midi) notes: onset within 50 ms, pitch
+    within 50 cents, offsets ignored, one found note per reference note."""
+    ref_iv, ref_hz = _intervals_and_hz(reference)
+    if len(ref_iv) == 0:
+        raise ValueError("note_f1 needs at least one reference note")
+    est_iv, est_hz = _intervals_and_hz(found)
+    return _prf(ref_iv, ref_hz, est_iv, est_hz, ONSET_TOLERANCE_S)
+
+
 def note_figures(reference: tuple[Note, ...], notes: list[dict]) -> dict:
     """Melodies and performances: mir_eval note P/R/F1 on onsets (50 ms) and pitch (50 cents),
     offsets ignored, plus the latency of every paired note."""
     ref_iv, ref_hz = _intervals_and_hz((n.onset_s, n.offset_s, n.midi) for n in reference)
     est_iv, est_hz = _intervals_and_hz((n["onset_s"], n["offset_s"], n["midi"]) for n in notes)
-    p, r, f1 = _prf(ref_iv, ref_hz, est_iv, est_hz, ONSET_TOLERANCE_S)
+    p, r, f1 = note_f1(
+        [(n.onset_s, n.offset_s, n.midi) for n in reference],
+        [(n["onset_s"], n["offset_s"], n["midi"]) for n in notes],
+    )
     f1_wide = _prf(ref_iv, ref_hz, est_iv, est_hz, LATENCY_PAIRING_S)[2]
     return {
         "p": p,
@@ -226,7 +276,7 @@ def latencies(results: list[Result], system: str, keys: tuple[int, int]) -> list
         figures = res.outcomes[system].figures
         if res.clip.dataset == "keys" and figures["right"]:
             out += [figures["latency_s"]] if keys[0] <= figures["midi"] <= keys[1] else []
-        elif res.clip.dataset == "melody":
+        elif res.clip.dataset in ("melody", "pieces"):
             out += [lat for midi, lat in figures["latencies"] if keys[0] <= midi <= keys[1]]
     return out
 
@@ -236,13 +286,14 @@ def percentile_ms(values: list[float], q: float) -> float | None:
 
 
 def speed(results: list[Result], system: str) -> float | None:
-    audio_s = sum(res.clip.seconds for res in results)
-    wall_s = sum(res.outcomes[system].wall_s for res in results)
+    ran = [res for res in results if system in res.outcomes]
+    audio_s = sum(res.clip.seconds for res in ran)
+    wall_s = sum(res.outcomes[system].wall_s for res in ran)
     return audio_s / wall_s if wall_s > 0 else None
 
 
 # -- tables --------------------------------------------------------------------------------
-Row = tuple[str, float | None, float | None, str]
+Row = tuple[str, dict[str, float | None], str]
 
 
 def _cell(value: float | None, decimals: int) -> str:
@@ -255,16 +306,20 @@ def _ratio(ours: float | None, peer: float | None) -> str:
     return f"{ours / peer:.2f}"
 
 
-def print_table(title: str, rows: list[Row], decimals: int = 1) -> list[dict]:
-    """Print `metric | notesight | aubio | ratio | target`; return the rows for the JSON."""
+def print_table(title: str, rows: list[Row], peer: str = "aubio", decimals: int = 1) -> list[dict]:
+    """Print `metric | each system | ratio | target` (ratio: notesight / `peer`); return the
+    rows for the JSON."""
     width = max([len("metric")] + [len(r[0]) for r in rows])
+    columns = list(dict.fromkeys(name for _, values, _ in rows for name in values))
+    header = " | ".join(f"{name:>11}" for name in columns)
     print(f"\n{title}")
-    print(f"{'metric':<{width}} | {'notesight':>9} | {'aubio':>9} | {'ratio':>6} | target")
-    print(f"{'-' * width}-+-{'-' * 9}-+-{'-' * 9}-+-{'-' * 6}-+-{'-' * 8}")
-    for metric, ours, peer, target in rows:
-        line = f"{metric:<{width}} | {_cell(ours, decimals):>9} | {_cell(peer, decimals):>9}"
-        print(f"{line} | {_ratio(ours, peer):>6} | {target}")
-    return [{"metric": m, "notesight": o, "aubio": p, "target": t} for m, o, p, t in rows]
+    print(f"{'metric':<{width}} | {header} | {'ratio':>6} | target")
+    print("-+-".join(["-" * width] + ["-" * 11] * len(columns) + ["-" * 6, "-" * 8]))
+    for metric, values, target in rows:
+        cells = " | ".join(f"{_cell(values.get(name), decimals):>11}" for name in columns)
+        ratio = _ratio(values.get("notesight"), values.get(peer))
+        print(f"{metric:<{width}} | {cells} | {ratio:>6} | {target}")
+    return [{"metric": m, **values, "target": t} for m, values, t in rows]
 
 
 def by_set(results: list[Result], dataset: str) -> dict[str, list[Result]]:
@@ -285,9 +340,13 @@ def _tag(label: str) -> str:
 
 
 def row(metric: str, figure: Callable[[str], float | None], systems: dict, target: str) -> Row:
-    """One table row: `figure` computed for notesight and for aubio (None where not run)."""
-    ours, peer = (figure(s) if s in systems else None for s in ("notesight", "aubio"))
-    return metric, ours, peer, target
+    """One table row: `figure` computed for each system."""
+    return metric, {s: figure(s) for s in systems}, target
+
+
+def streaming(systems: dict) -> dict:
+    """The systems that run on every clip (not the polyphonic-only peers)."""
+    return {name: run for name, run in systems.items() if name not in POLY_ONLY}
 
 
 KEY_SPLITS = (("all", (21, 108), ">= 97"), ("A0-B1", LOW_SPLIT, ">= 85"))
@@ -364,7 +423,7 @@ def annotated_table(results: list[Result], systems: dict) -> list[dict]:
 
 
 def latency_table(results: list[Result], systems: dict) -> list[dict]:
-    pooled = evaluation_only(results)
+    pooled = [r for r in evaluation_only(results) if r.clip.dataset in ("keys", "melody")]
     keys_only = [r for r in pooled if r.clip.dataset == "keys"]
     melodies_only = [r for r in pooled if r.clip.dataset == "melody"]
 
@@ -390,9 +449,68 @@ def latency_table(results: list[Result], systems: dict) -> list[dict]:
 
 def speed_table(results: list[Result], systems: dict) -> list[dict]:
     audio_s = sum(r.clip.seconds for r in results)
-    rows = [row("x real time (wall clock)", lambda s: speed(results, s), systems, ">= 150")]
+    mono_sets = [r for r in results if r.clip.dataset not in POLY_DATASETS]
+    rows = [
+        row("x real time, all clips (wall clock)", lambda s: speed(results, s), systems, ""),
+        row("x real time, one-line sets", lambda s: speed(mono_sets, s), streaming(systems), ""),
+    ]
     title = f"== speed: one process, all {audio_s:.0f} s of audio in this run =="
     return print_table(title, rows, decimals=0)
+
+
+def poly_table(results: list[Result], systems: dict) -> list[dict]:
+    """Two-hand music: held-out scores on the unseen piano, dry and in the room, and the real
+    Disklavier recording. Basic Pitch reads whole files, so it has no latency."""
+    pieces = [r for r in results if r.clip.dataset == "pieces"]
+    smd = [r for r in results if r.clip.name == "smd_chopin_op28-4"]
+    if not pieces and not smd:
+        print("\n(polyphonic sets skipped: music21 missing and no shared recordings)")
+        return []
+
+    def mean(group: list[Result], key: str = "f1") -> Callable[[str], float | None]:
+        return lambda s: mean_of([r for r in group if s in r.outcomes], s, key)
+
+    def latency(q: float) -> Callable[[str], float | None]:
+        def figure(system: str) -> float | None:
+            if system in POLY_ONLY:
+                return None
+            values = [lat for r in pieces for _, lat in r.outcomes[system].figures["latencies"]]
+            return percentile_ms(values, q)
+
+        return figure
+
+    rows = []
+    for label, group in by_set(results, "pieces").items():
+        goal = ">= 0.88" if "dry" in label else ">= 0.85"
+        rows += [
+            row(f"F1, {label} ({len(group)} excerpts)", mean(group), systems, goal),
+            row(f"  precision, {label}", mean(group, "p"), systems, ""),
+            row(f"  recall, {label}", mean(group, "r"), systems, ""),
+        ]
+    if smd:
+        rows.append(row("F1, SMD Chopin Op. 28 No. 4 (Disklavier)", mean(smd), systems, ">= 0.80"))
+    rows += [
+        row("latency median, ms (pieces)", latency(50), systems, "<= 40"),
+        row("latency p95, ms (pieces)", latency(95), systems, "<= 60"),
+        row("x real time (pieces)", lambda s: speed(pieces, s), systems, ">= 30"),
+    ]
+    peer = "basic-pitch" if "basic-pitch" in systems else "aubio"
+    title = "== polyphonic music: note F1 (onset 50 ms, pitch 50 cents, no offsets) =="
+    return print_table(title, rows, peer=peer, decimals=3)
+
+
+def per_hop_cost(results: list[Result]) -> dict:
+    """notesight's whole pipeline per 16 ms hop, in microseconds of this machine's core."""
+    pieces = [r for r in results if r.clip.dataset == "pieces" and "notesight" in r.outcomes]
+    if not pieces:
+        return {}
+    hops = sum(r.clip.seconds for r in pieces) / 0.016
+    wall = sum(r.outcomes["notesight"].wall_s for r in pieces)
+    cost = {"notesight_us_per_hop": 1e6 * wall / hops}
+    print(
+        f"\nnotesight per 16 ms hop (whole pipeline, pieces): {cost['notesight_us_per_hop']:.0f} us"
+    )
+    return cost
 
 
 def failing_keys(results: list[Result], systems: dict) -> dict:
@@ -429,6 +547,10 @@ def build_clips(args: argparse.Namespace, cache: Path) -> list[Clip]:
     for piano in pianos:
         clips += sets.isolated_keys(piano, keys, cache)
         clips += sets.melodies(piano, count, cache)
+    try:
+        clips += sets.pieces(4 if args.quick else 16, cache)
+    except ImportError as exc:  # music21 is in the train extra
+        print(f"polyphonic pieces skipped: {exc} (pip install -e '.[train]')")
     if SHARED_DATA.is_dir():
         clips += sets.salamander(SHARED_DATA) + sets.annotated(SHARED_DATA)
     return clips
@@ -458,28 +580,31 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--dev", action="store_true", help="also the development piano TimGM6mb (shown apart)"
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out", help="output folder")
+    parser.add_argument("--no-basic-pitch", action="store_true", help="leave Basic Pitch out")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    systems: dict[str, Transcriber] = {"aubio": aubio_transcribe}
-    notesight = load_notesight()
-    if notesight is not None:
-        systems = {"notesight": notesight, **systems}
+    systems: dict[str, Transcriber] = {**load_notesight(), "aubio": aubio_transcribe}
+    if not args.no_basic_pitch:
+        systems |= load_basic_pitch()
     started = time.perf_counter()
     clips = build_clips(args, args.out / "cache")
     print(f"{len(clips)} clips ready in {time.perf_counter() - started:.0f} s; transcribing")
     results = [run_clip(clip, systems) for clip in clips]
+    one_line = streaming(systems)
     tables = {
-        "isolated_keys": keys_table(results, systems),
-        "melodies": melody_table(results, systems),
-        "salamander": salamander_table(results, systems),
+        "isolated_keys": keys_table(results, one_line),
+        "melodies": melody_table(results, one_line),
+        "salamander": salamander_table(results, one_line),
         "annotated": annotated_table(results, systems),
-        "latency": latency_table(results, systems),
+        "polyphonic": poly_table(results, systems),
+        "latency": latency_table(results, one_line),
         "speed": speed_table(results, systems),
+        "per_hop": per_hop_cost(results),
     }
-    failing = failing_keys(results, systems)
+    failing = failing_keys(results, one_line)
     # The list is for notesight's developer; aubio's (long) list is in the JSON only.
     print_failing({s: failing.get(s, {}) for s in list(systems)[:1]})
     args.out.mkdir(parents=True, exist_ok=True)

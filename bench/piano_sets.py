@@ -4,11 +4,13 @@ Rendered sets (FluidSynth, cached as float WAVs under <out>/cache, redone only w
 the soundfont or the renderer change):
   - isolated keys: every key alone in its own 3 s clip (0.5 s silence, 1.0 s note, 1.5 s for
     the release), soft (velocity 40) and loud (110);
-  - melodies: seeded random legato single lines in C3..C6, about 12 s each.
+  - melodies: seeded random legato single lines in C3..C6, about 12 s each;
+  - pieces: 20 s excerpts of the music21 scores held out of the note model's training
+    (models/note_data.py: split_of), two hands, on the unseen MuseScore_General piano only.
 Each rendered clip comes dry and in a "room" (dsp.augment.room_version, fixed seeds).
 
-Real sets (from ../shared/data, skipped when absent): the 30 Salamander Grand notes and two
-annotated performances (SMD Chopin beginning, madmom sample).
+Real sets (from ../shared/data, skipped when absent): the 30 Salamander Grand notes and three
+annotated performances (SMD Chopin Op. 28 No. 4 whole and its beginning, madmom sample).
 """
 
 from __future__ import annotations
@@ -131,6 +133,33 @@ def melodies(piano: str, count: int, cache: Path) -> list[Clip]:
     return dry_and_room(clips)
 
 
+# -- polyphonic pieces -----------------------------------------------------------------------
+PIECE_PIANO = "MuseScore_General"  # never in the note model's training or tuning
+PIECE_LENGTH_S = 20.0
+
+
+def pieces(count: int, cache: Path) -> list[Clip]:
+    """`count` excerpts of held-out scores (every n-th of the evaluation split, so the choice
+    is fixed), at a seeded tempo, transposition and dynamics, dry and in the room."""
+    from notesight.models import note_data  # needs music21 (the train extra)
+
+    paths = note_data.corpus_paths("eval")
+    chosen = paths[:: max(len(paths) // count, 1)][:count]
+    soundfont = find_soundfont(PIECE_PIANO)
+    clips = []
+    for path in chosen:
+        name = path.split("/corpus/")[-1]
+        rng = np.random.default_rng(stable_seed("piece", name))
+        events = note_data.score_events(path, cache / "scores")
+        notes = note_data.score_clip_notes(events, rng, PIECE_LENGTH_S)
+        if not notes:
+            continue
+        label = "piece_" + name.replace("/", "_")
+        audio = render_notes_cached(notes, soundfont, cache, SAMPLE_RATE, label=label)
+        clips.append(Clip("pieces", PIECE_PIANO, "dry", name, audio, SAMPLE_RATE, tuple(notes)))
+    return dry_and_room(clips)
+
+
 # -- real recordings --------------------------------------------------------------------------
 def read_mono(path: Path) -> tuple[np.ndarray, int]:
     audio, rate = sf.read(path, dtype="float32", always_2d=True)
@@ -190,6 +219,7 @@ def annotated(shared: Path) -> list[Clip]:
     (CC BY-NC-SA 4.0): polyphonic performances with every note annotated."""
     folder = shared / "piano" / "annotated"
     sets = [
+        ("smd_chopin_op28-4.mp3", "smd_chopin_op28-4.csv", smd_notes),
         ("smd_chopin_op28-4_beginning.wav", "smd_chopin_op28-4_beginning.csv", smd_notes),
         ("madmom_stereo_sample.flac", "madmom_stereo_sample.notes", madmom_notes),
     ]

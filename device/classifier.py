@@ -25,24 +25,11 @@ from notesight.dsp.events import Alert, Event, NoteOff, NoteOn
 from notesight.dsp.features import HOP, N_FRAMES, N_MELS, SAMPLE_RATE, WINDOW, log_mel
 
 from .errors import ModelError
+from .litert import open_interpreter
 
 log = logging.getLogger(__name__)
 
 SHIPPED_MODEL = Path(__file__).resolve().parent.parent / "models" / "alerts.tflite"
-LITERT_HINT = "install LiteRT with `.venv/bin/pip install ai-edge-litert` (or run ./install.sh)"
-
-
-def _interpreter_class():
-    """LiteRT's Interpreter; the older tflite_runtime package is accepted too (some Pi images
-    ship it)."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:
-        try:
-            from tflite_runtime.interpreter import Interpreter
-        except ImportError:
-            raise ModelError(f"the alert classifier needs LiteRT: {LITERT_HINT}") from None
-    return Interpreter
 
 
 def model_path(configured: str) -> Path:
@@ -56,17 +43,7 @@ class AlertModel:
 
     def __init__(self, path: Path, num_threads: int = 1) -> None:
         path = Path(path)
-        if not path.is_file():
-            raise ModelError(
-                f"alert model {path} does not exist: set [alerts].model to a .tflite file, "
-                'or "" for the shipped model'
-            )
-        interpreter_class = _interpreter_class()
-        try:
-            self._interpreter = interpreter_class(model_path=str(path), num_threads=num_threads)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelError(f"alert model {path} is not a usable .tflite model: {exc}") from None
+        self._interpreter = open_interpreter(path, "alert model", "[alerts].model", num_threads)
         inputs = self._interpreter.get_input_details()
         outputs = self._interpreter.get_output_details()
         in_shape = tuple(inputs[0]["shape"]) if len(inputs) == 1 else ()

@@ -142,7 +142,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .run import RunOptions, run
 
-    settings = _settings(args)
+    if args.input:
+        settings = _settings(args)  # a one-off file run stops at a mistake in the config
+    else:
+        from .lastgood import startup_settings
+
+        # The daemon: a mistake is logged and it starts with the last good config (or the
+        # defaults), so a typo does not leave the pianist without LEDs until someone comes.
+        settings = startup_settings(Path(args.config) if args.config else None)
     options = RunOptions(
         input_file=Path(args.input) if args.input else None,
         simulate_dir=Path(args.simulate) if args.simulate else None,

@@ -50,6 +50,7 @@ __all__ = [
     "config_search_paths",
     "default_config_path",
     "load_settings",
+    "load_settings_text",
     "parse_settings",
 ]
 
@@ -119,6 +120,14 @@ class ListenSettings(_Section):
     highest_note: str = Field("C8", json_schema_extra={"rule": _NOTE_RULE})
     min_level_dbfs: float = Field(-70.0, ge=-100.0, le=0.0)
     onset_sensitivity: float = Field(0.5, ge=0.0, le=1.0)
+    pipeline: Literal["poly", "mono"] = "poly"
+    model: str = Field(
+        "",
+        json_schema_extra={
+            "rule": 'must be a string: the path of a .tflite note model, "" for the shipped one'
+        },
+    )
+    chord_debounce_s: float = Field(0.06, ge=0.0, le=2.0)
 
     @field_validator("lowest_note", "highest_note")
     @classmethod
@@ -676,12 +685,19 @@ def load_settings(path: Path | None = None) -> Settings:
 
     With no file anywhere in the search order, the built-in defaults are returned.
     """
+    return load_settings_text(path)[0]
+
+
+def load_settings_text(path: Path | None = None) -> tuple[Settings, str | None]:
+    """`load_settings`, also returning the text that was validated (None: the built-in
+    defaults), which the daemon keeps as its last good config (device/lastgood.py)."""
     note = ""
     if path is None:
         path = default_config_path()
         if path is None:
-            return Settings()
+            return Settings(), None
         if os.environ.get(CONFIG_ENV_VAR, ""):
             note = f" (named by ${CONFIG_ENV_VAR})"
     path = Path(path)
-    return parse_settings(_read(path, note), str(path))
+    text = _read(path, note)
+    return parse_settings(text, str(path)), text

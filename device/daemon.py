@@ -19,10 +19,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from notesight.dsp.events import Event, Level, NoteOff, NoteOn
-from notesight.dsp.listener import ListenerParams, NoteListener
+from notesight.dsp.events import Chord, Event, Level, NoteOff, NoteOn
+from notesight.dsp.listener import NoteListener
+from notesight.dsp.polynotes import PolyListener
 
 from .errors import OutputError, explain_os_error
+from .note_model import ListeningParams, make_listener
 from .outputs import DeviceStatus, Output
 
 if TYPE_CHECKING:
@@ -68,6 +70,8 @@ def _shifted(event: Event, offset_s: float) -> Event:
         return dataclasses.replace(
             event, offset_s=event.offset_s + offset_s, emitted_s=event.emitted_s + offset_s
         )
+    if isinstance(event, Chord):
+        return dataclasses.replace(event, stream_s=event.stream_s + offset_s)
     return event
 
 
@@ -90,7 +94,7 @@ class Daemon:
         sample_rate: int,
         outputs: Sequence[Output],
         *,
-        params: ListenerParams | None = None,
+        params: ListeningParams | None = None,
         status: DeviceStatus | None = None,
         stop: threading.Event | None = None,
         level_interval_s: float = 0.05,
@@ -107,7 +111,7 @@ class Daemon:
         self.params = params
         # A listener counts time from its own start; after a gap in the audio or a reload a new
         # one starts at `_listener_start_s` of the daemon's clock, having had `_consumed` samples.
-        self._listener: NoteListener | None = NoteListener(sample_rate, params)
+        self._listener: NoteListener | PolyListener | None = make_listener(sample_rate, params)
         self._listener_start_s = 0.0
         self._consumed = 0
         self._stream_s = 0.0
@@ -150,27 +154,34 @@ class Daemon:
         return self.stats
 
     def reload(
-        self, params: ListenerParams | None, build_outputs: Callable[[], Sequence[Output]]
+        self,
+        params: ListeningParams | None,
+        build_outputs: Callable[[], Sequence[Output]],
+        keep: Sequence[Output] = (),
     ) -> None:
         """Apply a new config between two blocks; the audio source is not touched.
 
-        The old outputs are closed first (a GPIO pin or an SPI device can have one owner only),
-        then `build_outputs()` makes the new ones. New listener parameters end the sounding note
-        (its note-off goes to the old outputs) and a new listener starts with the next block;
-        unchanged parameters keep the listener, so a colour change does not cut a note short.
+        The outputs in `keep` (their settings did not change) stay open as they are, so MQTT
+        stays connected through a colour change. The other old outputs are closed first (a GPIO
+        pin or an SPI device can have one owner only), then `build_outputs()` makes their
+        replacements. New listener parameters end the sounding note (its note-off goes to the
+        old outputs) and a new listener starts with the next block; unchanged parameters keep
+        the listener, so a colour change does not cut a note short.
         """
         if params != self.params:
             self._end_listener()
             self.params = params
-        self._close_outputs()
-        self.outputs = []
-        self.outputs = list(build_outputs())
+        kept_ids = {id(output) for output in keep}
+        kept = [output for output in self.outputs if id(output) in kept_ids]
+        self._close_outputs([output for output in self.outputs if id(output) not in kept_ids])
+        self.outputs = kept
+        self.outputs = kept + list(build_outputs())
         self.stats.reloads += 1
 
     # -- the listener on the daemon's clock ------------------------------------------------------
-    def _listening(self) -> NoteListener:
+    def _listening(self) -> NoteListener | PolyListener:
         if self._listener is None:
-            self._listener = NoteListener(self.sample_rate, self.params)
+            self._listener = make_listener(self.sample_rate, self.params)
             self._listener_start_s = self._stream_s
             self._consumed = 0
         return self._listener
@@ -226,8 +237,8 @@ class Daemon:
             except Exception:  # already failed; its close may fail too, and that is expected
                 log.debug("closing failed output %s", output.name, exc_info=True)
 
-    def _close_outputs(self) -> None:
-        for output in self.outputs:
+    def _close_outputs(self, outputs: Sequence[Output] | None = None) -> None:
+        for output in self.outputs if outputs is None else outputs:
             try:
                 output.close()
             except (OutputError, OSError) as exc:

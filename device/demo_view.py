@@ -8,12 +8,12 @@ from typing import IO
 
 import numpy as np
 
-from notesight.dsp.events import Event, NoteOff, NoteOn
-from notesight.dsp.listener import ListenerParams
+from notesight.dsp.events import Event, NoteOn
 
 from .config import LedSettings
 from .daemon import Daemon
-from .transcribe import Note, _pair
+from .note_model import ListeningParams
+from .transcribe import Note, whole_notes
 
 
 class NotePrinter:
@@ -26,14 +26,11 @@ class NotePrinter:
     def __init__(self, print_note: Callable[[Note], None], clear_line: Callable[[], None]) -> None:
         self._print_note = print_note
         self._clear_line = clear_line
-        self._open: NoteOn | None = None
+        self._sounding: dict[int, NoteOn] = {}
         self.notes: list[Note] = []
 
     def handle(self, event: Event) -> None:
-        if not isinstance(event, NoteOn | NoteOff):
-            return
-        self._open, done = _pair(self._open, event)
-        if done is not None:
+        for done in whole_notes([event], self._sounding):
             self._clear_line()
             self._print_note(done)
             self.notes.append(done)
@@ -48,7 +45,7 @@ class NotePrinter:
 def run_demo(
     blocks: Iterable[np.ndarray],
     sample_rate: int,
-    params: ListenerParams,
+    params: ListeningParams,
     print_note: Callable[[Note], None],
     leds: LedSettings,
     terminal: IO[str] | None,

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from .errors import NotesightError, OutputError, explain_os_error
+from .outputs import OutputPart
 
 if TYPE_CHECKING:
     from .config import LedSettings, Settings
@@ -33,51 +34,95 @@ def build_feedback_outputs(
 ) -> list[Output]:
     """The LED, OLED and motor outputs for this run. `terminal`: where a "terminal" LED strip
     is drawn (default: stdout when it is a terminal and not carrying --jsonl events)."""
+    parts = feedback_parts(settings, options, status, terminal)
+    return [output for part in parts for output in part.build()]
+
+
+def feedback_parts(
+    settings: Settings,
+    options: RunOptions,
+    status: DeviceStatus,
+    terminal: IO[str] | None = None,
+) -> list[OutputPart]:
+    """The LED, OLED and motor outputs, one part each, so that a reload rebuilds only the one
+    whose settings changed (see OutputPart)."""
     if options.simulate_dir is not None:
-        return simulated_outputs(settings, status, options.simulate_dir)
+        return simulated_parts(settings, status, options.simulate_dir)
     if terminal is None and options.events_out is None:
         terminal = sys.stdout
-    builders: list[Callable[[], Output | None]] = [
-        lambda: _led_strip(settings, status, terminal),
-        lambda: _oled(settings, status),
-        lambda: _motor(settings),
+    return [
+        OutputPart(
+            "leds",
+            (settings.leds, settings.alerts.timeout_s),
+            _logged(lambda: _led_strip(settings, status, terminal)),
+        ),
+        OutputPart("oled", settings.oled, _logged(lambda: _oled(settings, status))),
+        OutputPart("motor", settings.motor, _logged(lambda: _motor(settings))),
     ]
-    outputs = []
-    for build in builders:
+
+
+def _logged(build: Callable[[], Output | None]) -> Callable[[], list[Output]]:
+    """A hardware output that cannot start is logged (one line naming the fix) and left out."""
+
+    def build_or_log() -> list[Output]:
         try:
             output = build()
         except OutputError as exc:
-            log.error("%s", exc)  # one line naming the fix; the daemon goes on without it
-            continue
-        if output is not None:
-            outputs.append(output)
-    return outputs
+            log.error("%s", exc)  # the daemon goes on without it
+            return []
+        return [] if output is None else [output]
+
+    return build_or_log
 
 
 def simulated_outputs(settings: Settings, status: DeviceStatus, folder: Path) -> list[Output]:
     """DIR/leds.jsonl, DIR/oled/ and DIR/motor.jsonl (see README: Simulator)."""
+    return [output for part in simulated_parts(settings, status, folder) for output in part.build()]
+
+
+def simulated_parts(settings: Settings, status: DeviceStatus, folder: Path) -> list[OutputPart]:
     from .led_backends import SimulatorBackend
     from .leds import LedStrip
     from .motor import JsonlMotorSink, Motor
     from .oled import SimulatedOled
 
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NotesightError(explain_os_error(exc, folder, "simulation folder")) from None
-    try:
-        return [
-            LedStrip(
-                settings.leds,
-                SimulatorBackend(folder / "leds.jsonl"),
-                status,
-                alert_timeout_s=settings.alerts.timeout_s,
+    def simulated(make: Callable[[], Output]) -> Callable[[], list[Output]]:
+        def build() -> list[Output]:
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise NotesightError(explain_os_error(exc, folder, "simulation folder")) from None
+            try:
+                return [make()]
+            except OutputError as exc:
+                raise NotesightError(str(exc)) from None
+
+        return build
+
+    return [
+        OutputPart(
+            "leds",
+            (settings.leds, settings.alerts.timeout_s),
+            simulated(
+                lambda: LedStrip(
+                    settings.leds,
+                    SimulatorBackend(folder / "leds.jsonl"),
+                    status,
+                    alert_timeout_s=settings.alerts.timeout_s,
+                )
             ),
-            SimulatedOled(settings.oled, status, folder / "oled"),
-            Motor(settings.motor, JsonlMotorSink(folder / "motor.jsonl")),
-        ]
-    except OutputError as exc:
-        raise NotesightError(str(exc)) from None
+        ),
+        OutputPart(
+            "oled",
+            settings.oled,
+            simulated(lambda: SimulatedOled(settings.oled, status, folder / "oled")),
+        ),
+        OutputPart(
+            "motor",
+            settings.motor,
+            simulated(lambda: Motor(settings.motor, JsonlMotorSink(folder / "motor.jsonl"))),
+        ),
+    ]
 
 
 def led_backend(settings: LedSettings, terminal: IO[str] | None) -> LedBackend | None:

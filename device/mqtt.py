@@ -341,7 +341,8 @@ def event_body(event: Event) -> tuple[str, dict[str, Any], float]:
         return "level", body, event.stream_s
     if isinstance(event, Alert):
         body = {
-            "label": event.label,
+            # "class" on the wire, as issue 6 names it; the field cannot be (a Python keyword).
+            "class": event.label,
             "confidence": round(event.confidence, 4),
             "active": event.active,
             "event_type": event.label if event.active else "stopped",
@@ -533,6 +534,7 @@ class MqttOutput:
         self._sessions = SessionTracker(settings.session_gap_s)
         self._session_start_t = 0.0
         self._closed = False
+        self._info_due = False  # a reload kept this output: publish the new info (config hash)
 
         # Written by the MQTT thread, read by the audio thread (tick): the stream time at which
         # uncommitted events are due for the outbox, so `--fast` runs commit by audio time.
@@ -588,6 +590,13 @@ class MqttOutput:
             self._next_level_s = event.stream_s + self.settings.level_interval_s
         kind, body, stream_s = event_body(event)
         self._queue(kind, body, stream_s)
+
+    def config_changed(self, config_digest: str) -> None:
+        """A reload kept this output (its [mqtt] did not change): the retained `info` names the
+        new config's hash; the connection, boot_id and session go on."""
+        self._info = {**self._info, "config_hash": config_digest}
+        self._info_due = True
+        self._wake()
 
     def tick(self, stream_s: float) -> None:
         self._stream_s = stream_s
@@ -719,6 +728,8 @@ class MqttOutput:
         if not self._socket_open and now >= self._next_attempt:
             self._connect()
         if self._connected:
+            if self._info_due:
+                self._publish_info()
             self._publish_more()
         self._update_status()
         wake_at = min(self._next_health, self._next_prune, self._deadline)
@@ -897,12 +908,16 @@ class MqttOutput:
         )
         self._failures = 0
         self._last_problem = ""
-        info = {**self._info, "t": iso_utc(self._started_wall), "clock_synced": self._clock_synced}
         client.publish(f"{self.topic_base}/status", "online", qos=1, retain=True)
-        client.publish(f"{self.topic_base}/info", json.dumps(info), qos=1, retain=True)
+        self._publish_info()
         if self.settings.homeassistant:
             client.subscribe(f"{self.settings.discovery_prefix}/status", qos=1)
             self._send_discovery()
+
+    def _publish_info(self) -> None:
+        self._info_due = False
+        info = {**self._info, "t": iso_utc(self._started_wall), "clock_synced": self._clock_synced}
+        self._client.publish(f"{self.topic_base}/info", json.dumps(info), qos=1, retain=True)
 
     def _send_discovery(self) -> None:
         for topic, config in discovery_messages(

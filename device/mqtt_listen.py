@@ -86,7 +86,7 @@ def describe(kind: str, p: dict[str, Any]) -> str:
         return f"level {p.get('dbfs', 0.0):6.1f} dBFS (floor {p.get('floor_dbfs', 0.0):.1f})"
     if kind == "alert":
         state = "ACTIVE" if p.get("active") else "stopped"
-        return f"alert {p.get('label')} {state} ({p.get('confidence', 0.0):.2f})"
+        return f"alert {p.get('class')} {state} ({p.get('confidence', 0.0):.2f})"
     if kind == "session":
         if p.get("type") == "session_start":
             return "session started"

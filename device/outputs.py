@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import IO, Protocol, runtime_checkable
@@ -34,6 +35,22 @@ class Output(Protocol):
     def tick(self, stream_s: float) -> None: ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class OutputPart:
+    """One output the config asks for (or a family of them), not yet opened.
+
+    `key` is everything `build()` makes it from (its config section, ...). A config reload whose
+    part has an equal key keeps the open output as it is, so a colour change does not take the
+    MQTT connection down; a part whose key changed is closed and built again. `kept`, when set,
+    is told about a reload that kept the outputs (to publish the new config's hash, ...).
+    """
+
+    name: str
+    key: object
+    build: Callable[[], list[Output]]
+    kept: Callable[[list[Output]], None] | None = None
 
 
 @dataclass
@@ -94,6 +111,10 @@ def event_dict(event: Event) -> dict:
     data = asdict(event)
     if isinstance(event, Chord):
         data["midis"] = list(event.midis)
+    if isinstance(event, Alert):
+        # "class" on the wire, as in MQTT and `classify --jsonl`; `Alert.label` in Python,
+        # where `class` is a keyword.
+        data = {"class": data.pop("label"), **data}
     return {"event": event_kind(event), **data}
 
 

@@ -20,11 +20,12 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from .classifier import build_alert_hook
-from .config import Settings, load_settings
+from .config import Settings, load_settings_text
 from .daemon import Daemon, RunStats
 from .errors import ConfigError, NotesightError
-from .feedback import build_feedback_outputs
-from .outputs import DeviceStatus, JsonlEvents, Output
+from .feedback import feedback_parts
+from .lastgood import last_good_path, save_last_good
+from .outputs import DeviceStatus, JsonlEvents, Output, OutputPart
 from .systemd import Notifier
 from .transcribe import daemon_block_size, listener_params
 
@@ -49,20 +50,46 @@ class RunOptions:
 
 
 def build_outputs(settings: Settings, options: RunOptions, status: DeviceStatus) -> list[Output]:
-    outputs: list[Output] = []
-    if options.events_out is not None:
-        outputs.append(JsonlEvents(options.events_out))
-    if settings.mqtt.enabled:
-        from .mqtt import mqtt_outputs  # paho is imported only when [mqtt] is on
+    return [output for part in output_parts(settings, options, status) for output in part.build()]
 
-        # Raises OutputError for an unreadable password_file or TLS file: refusing to start is
-        # better than running without the outbox and losing every event.
-        outputs.extend(mqtt_outputs(settings, status, options.input_file))
-    outputs.extend(build_feedback_outputs(settings, options, status))  # LEDs, OLED, motor
-    return outputs
+
+def output_parts(settings: Settings, options: RunOptions, status: DeviceStatus) -> list[OutputPart]:
+    """The outputs the config asks for, each with the settings it is built from, so that a
+    reload rebuilds only those whose settings changed (see OutputPart)."""
+    parts: list[OutputPart] = []
+    events_out = options.events_out
+    if events_out is not None:
+        parts.append(OutputPart("events", None, lambda: [JsonlEvents(events_out)]))
+    if settings.mqtt.enabled:
+        from .mqtt import MqttOutput, config_hash, mqtt_outputs  # paho only when [mqtt] is on
+
+        def new_config(outputs: list[Output]) -> None:
+            for output in outputs:
+                if isinstance(output, MqttOutput):
+                    output.config_changed(config_hash(settings))
+
+        def build() -> list[Output]:
+            # Raises OutputError for an unreadable password_file or TLS file: refusing to start
+            # is better than running without the outbox and losing every event.
+            return mqtt_outputs(settings, status, options.input_file)
+
+        parts.append(OutputPart("mqtt", settings.mqtt, build, kept=new_config))
+    parts.extend(feedback_parts(settings, options, status))  # LEDs, OLED, motor
+    return parts
 
 
 OutputBuilder = Callable[[Settings, RunOptions, DeviceStatus], list[Output]]
+PartsBuilder = Callable[[Settings, RunOptions, DeviceStatus], list[OutputPart]]
+
+
+def _as_parts(build: OutputBuilder) -> PartsBuilder:
+    """A plain builder (tests pass their own) as one part keyed by the whole config: it is
+    built again on every reload that changed anything."""
+
+    def parts(settings: Settings, options: RunOptions, status: DeviceStatus) -> list[OutputPart]:
+        return [OutputPart("outputs", settings, lambda: build(settings, options, status))]
+
+    return parts
 
 
 @contextmanager
@@ -118,16 +145,24 @@ class _ServiceLoop:
         status: DeviceStatus,
         notifier: Notifier,
         reload_requested: threading.Event,
-        build: OutputBuilder,
+        parts: PartsBuilder,
     ) -> None:
         self.settings = settings
         self._options = options
         self._status = status
         self._notifier = notifier
         self._reload_requested = reload_requested
-        self._build = build
+        self._parts = parts
+        # What the outputs were built from, part by part: a reload keeps the unchanged ones.
+        self._built: list[tuple[OutputPart, list[Output]]] = []
         self._mic_ok: bool | None = None
         self.daemon: Daemon | None = None
+
+    def build_outputs(self) -> list[Output]:
+        """The outputs for the start of the run."""
+        parts = self._parts(self.settings, self._options, self._status)
+        self._built = [(part, part.build()) for part in parts]
+        return [output for _, outputs in self._built for output in outputs]
 
     def on_block(self, stats: RunStats) -> None:
         mic_ok = self._status.mic_ok
@@ -146,7 +181,7 @@ class _ServiceLoop:
         self._notifier.reloading()
         path = self._options.config_path
         try:
-            new = load_settings(path)
+            new, text = load_settings_text(path)
         except ConfigError as exc:
             reason = "; ".join(str(exc).splitlines())
             log.error("config not reloaded, still running with the previous one: %s", reason)
@@ -159,19 +194,74 @@ class _ServiceLoop:
             )
         if self._options.log_level_from_config:
             apply_log_level(new)
-        old = self.settings
+        kept, changed = self._unchanged_parts(self._parts(new, self._options, self._status))
+        previous = {part.name: part for part, _ in self._built}
 
-        def build_new() -> list[Output]:
-            try:
-                return self._build(new, self._options, self._status)
-            except NotesightError as exc:  # builders log and skip; this is a last resort
-                log.error("outputs of the new config failed (%s); back to the previous ones", exc)
-                return self._build(old, self._options, self._status)
+        def build_changed() -> list[Output]:
+            rebuilt = [self._rebuild(part, previous.get(part.name)) for part in changed]
+            self._built = kept + rebuilt
+            return [output for _, outputs in rebuilt for output in outputs]
 
-        self.daemon.reload(listener_params(new.listen), build_new)
+        keep = [output for _, outputs in kept for output in outputs]
+        self.daemon.reload(listener_params(new.listen), build_changed, keep=keep)
+        for part, outputs in kept:
+            if part.kept is not None:
+                part.kept(outputs)
+        if not new.mqtt.enabled:
+            self._status.update(mqtt_enabled=False)  # the status line stops showing MQTT
         self.settings = new
+        log.info(
+            "outputs kept open: %s; rebuilt: %s",
+            ", ".join(part.name for part, _ in kept) or "none",
+            ", ".join(part.name for part in changed) or "none",
+        )
         log.info("config reloaded from %s", path or "the search order")
+        if text is not None and self._options.input_file is None:
+            save_last_good(text, last_good_path(new))  # the daemon's fallback (lastgood.py)
         self._notifier.reloaded(_status_line(self._status))
+
+    def _unchanged_parts(
+        self, parts: list[OutputPart]
+    ) -> tuple[list[tuple[OutputPart, list[Output]]], list[OutputPart]]:
+        """(the new config's parts whose outputs can stay open, with them; the parts to build).
+
+        A part stays when it was built from equal settings and its outputs are still running
+        (one that failed, or that could not start, is tried again)."""
+        assert self.daemon is not None
+        running = {id(output) for output in self.daemon.outputs}
+        before = {part.name: (part, outputs) for part, outputs in self._built}
+        kept: list[tuple[OutputPart, list[Output]]] = []
+        changed: list[OutputPart] = []
+        for part in parts:
+            old, outputs = before.get(part.name, (None, []))
+            alive = bool(outputs) and all(id(output) in running for output in outputs)
+            if old is not None and old.key == part.key and alive:
+                kept.append((part, outputs))
+            else:
+                changed.append(part)
+        return kept, changed
+
+    def _rebuild(
+        self, part: OutputPart, previous: OutputPart | None
+    ) -> tuple[OutputPart, list[Output]]:
+        """A changed part built; when the new settings cannot be built (the builders log and
+        skip what they can, so this is a last resort), the previous settings' part instead."""
+        try:
+            return part, part.build()
+        except NotesightError as exc:
+            if previous is None:
+                log.error(
+                    "%s output of the new config failed (%s); going on without it", part.name, exc
+                )
+                return part, []
+            log.error(
+                "%s output of the new config failed (%s); back to the previous one", part.name, exc
+            )
+        try:
+            return previous, previous.build()
+        except NotesightError as exc:
+            log.error("%s output failed again (%s); going on without it", previous.name, exc)
+            return previous, []
 
 
 def _open_source(
@@ -217,13 +307,14 @@ def run(
     options: RunOptions,
     stop: threading.Event | None = None,
     *,
-    build: OutputBuilder = build_outputs,
+    build: OutputBuilder | None = None,
     notifier: Notifier | None = None,
     pyaudio_factory: Callable[[], object] | None = None,
 ) -> RunStats:
     """Run until the audio ends or `stop` is set (SIGTERM/SIGINT set it too).
 
-    `build` makes the outputs (again on each reload); `pyaudio_factory` stands in for
+    `build` makes the outputs instead of `output_parts` (again on each reload that changed
+    anything; the default rebuilds only what changed); `pyaudio_factory` stands in for
     pyaudio.PyAudio (tests pass a fake microphone); `notifier` talks to systemd.
     """
     stop = stop or threading.Event()
@@ -232,11 +323,12 @@ def run(
     status = DeviceStatus()
     if options.log_level_from_config:
         apply_log_level(settings)
-    loop = _ServiceLoop(settings, options, status, notifier, reload_requested, build)
+    parts = output_parts if build is None else _as_parts(build)
+    loop = _ServiceLoop(settings, options, status, notifier, reload_requested, parts)
     try:
         with _stop_on_signals(stop, reload_requested):
             with _open_source(settings, options, status, stop, pyaudio_factory) as source:
-                outputs = build(settings, options, status)
+                outputs = loop.build_outputs()
                 realtime = not options.fast
                 daemon = Daemon(
                     source.sample_rate,

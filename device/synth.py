@@ -47,6 +47,7 @@ SOUNDFONT_DIRS = (
 SOUNDFONTS: dict[str, tuple[tuple[str, ...], str]] = {
     "FluidR3_GM": (("FluidR3_GM.sf2", "FluidR3_GM.sf3"), "fluid-soundfont-gm"),
     "TimGM6mb": (("TimGM6mb.sf2",), "timgm6mb-soundfont"),
+    "csound": (("sf_GMbank.sf2",), "csound-soundfont"),
     "MuseScore_General": (
         ("MuseScore_General.sf3", "MuseScore_General_Full.sf3", "MuseScore_General.sf2"),
         "musescore-general-soundfont",

@@ -14,9 +14,11 @@ from pathlib import Path
 import numpy as np
 
 from notesight.dsp.events import NoteOff, NoteOn
-from notesight.dsp.listener import ListenerParams, NoteListener, analysis_factor, analysis_hop
+from notesight.dsp.listener import ListenerParams, analysis_factor, analysis_hop
+from notesight.dsp.polynotes import PolyParams
 
 from .config import ListenSettings
+from .note_model import SHIPPED_NOTE_MODEL, ListeningParams, PolyPipeline, make_listener
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,9 +38,20 @@ class Note:
         return asdict(self)
 
 
-def listener_params(settings: ListenSettings | None) -> ListenerParams:
+def listener_params(settings: ListenSettings | None) -> ListeningParams:
+    """What [listen] asks for: the note model ("poly") or the monophonic core ("mono")."""
     if settings is None:
         return ListenerParams()
+    if settings.pipeline == "poly":
+        model = Path(settings.model).expanduser() if settings.model else SHIPPED_NOTE_MODEL
+        poly = PolyParams(
+            a4_hz=settings.a4_hz,
+            lowest_midi=settings.lowest_midi,
+            highest_midi=settings.highest_midi,
+            min_level_dbfs=settings.min_level_dbfs,
+            chord_debounce_s=settings.chord_debounce_s,
+        )
+        return PolyPipeline(model, poly)
     return ListenerParams(
         a4_hz=settings.a4_hz,
         lowest_midi=settings.lowest_midi,
@@ -55,28 +68,28 @@ def daemon_block_size(sample_rate: int) -> int:
 
 
 def notes_from_blocks(
-    blocks: Iterable[np.ndarray], sample_rate: int, params: ListenerParams | None = None
+    blocks: Iterable[np.ndarray], sample_rate: int, params: ListeningParams | None = None
 ) -> Iterator[Note]:
     """Stream notes (each yielded when it ends) from blocks of mono float audio."""
-    listener = NoteListener(sample_rate, params)
-    open_note: NoteOn | None = None
+    listener = make_listener(sample_rate, params)
+    sounding: dict[int, NoteOn] = {}  # note-ons waiting for their note-off, by key
     for block in blocks:
-        for event in listener.feed(block):
-            open_note, done = _pair(open_note, event)
-            if done is not None:
-                yield done
-    for event in listener.flush():
-        open_note, done = _pair(open_note, event)
-        if done is not None:
-            yield done
+        yield from whole_notes(listener.feed(block), sounding)
+    yield from whole_notes(listener.flush(), sounding)
 
 
-def _pair(open_note: NoteOn | None, event: NoteOn | NoteOff) -> tuple[NoteOn | None, Note | None]:
-    if isinstance(event, NoteOn):
-        return event, None
-    if open_note is None or open_note.midi != event.midi:
-        return open_note, None
-    note = Note(
+def whole_notes(events: Iterable, sounding: dict[int, NoteOn]) -> Iterator[Note]:
+    """The notes that `events` complete: each note-on waits in `sounding` (by key, so chords
+    pair up) for its note-off; other events are passed over."""
+    for event in events:
+        if isinstance(event, NoteOn):
+            sounding[event.midi] = event
+        elif isinstance(event, NoteOff) and event.midi in sounding:
+            yield _note(sounding.pop(event.midi), event)
+
+
+def _note(open_note: NoteOn, event: NoteOff) -> Note:
+    return Note(
         midi=open_note.midi,
         name=open_note.name,
         onset_s=open_note.onset_s,
@@ -86,7 +99,6 @@ def _pair(open_note: NoteOn | None, event: NoteOn | NoteOff) -> tuple[NoteOn | N
         cents=open_note.cents,
         freq_hz=open_note.freq_hz,
     )
-    return None, note
 
 
 def blocks_of(audio: np.ndarray, block_size: int) -> Iterator[np.ndarray]:
@@ -95,7 +107,7 @@ def blocks_of(audio: np.ndarray, block_size: int) -> Iterator[np.ndarray]:
 
 
 def transcribe_array(
-    audio: np.ndarray, sample_rate: int, params: ListenerParams | None = None
+    audio: np.ndarray, sample_rate: int, params: ListeningParams | None = None
 ) -> list[dict]:
     """All notes in `audio` (mono float) as JSON-ready dicts, in the daemon's block size."""
     mono = np.asarray(audio, dtype=np.float32)

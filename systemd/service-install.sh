@@ -129,7 +129,8 @@ service_config() {
     if ! cmp -s "$shipped" "$DEFAULT_RECORD" 2>/dev/null; then
         install -m 0644 "$shipped" "$DEFAULT_RECORD"
     fi
-    # The service refuses to start with an invalid config (ExecStartPre): say so now.
+    # With an invalid config the service would start with its last good config or the
+    # defaults (ExecStartPre only reports it): say so now, while someone is watching.
     if ! "$OPT_DIR/bin/notesight" check-config "$config"; then
         die "fix $config (the lines above say what is wrong), then run this again"
     fi

@@ -204,13 +204,13 @@ def test_daemon_puts_alerts_into_the_event_stream_and_routes_them(model):
     run_daemon(audio_48k, [JsonlEvents(log), leds, motor], model, routes=routes)
     lines = [json.loads(line) for line in log.getvalue().splitlines()]
     alerts = [line for line in lines if line["event"] == "alert"]
-    assert [(a["label"], a["active"]) for a in alerts] == [
+    assert [(a["class"], a["active"]) for a in alerts] == [
         ("smoke_alarm", True),
         ("smoke_alarm", False),
     ]
     assert 2.0 < alerts[0]["stream_s"] <= 3.5
     assert [e for e in motor.events if isinstance(e, Alert)] == [
-        Alert(a["label"], a["confidence"], a["stream_s"], a["active"]) for a in alerts
+        Alert(a["class"], a["confidence"], a["stream_s"], a["active"]) for a in alerts
     ]
     assert not [e for e in leds.events if isinstance(e, Alert)]  # routed off the LEDs
 

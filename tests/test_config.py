@@ -171,6 +171,19 @@ def test_config_error_is_a_notesight_error():
             f"{SRC}: [listen].onset_sensitivity: must be a number from 0 to 1 (got nan)",
         ),
         (
+            '[listen]\npipeline = "both"',
+            f'{SRC}: [listen].pipeline: must be one of "poly", "mono" (got "both")',
+        ),
+        (
+            "[listen]\nmodel = 3",
+            f"{SRC}: [listen].model: must be a string: the path of a .tflite note model, "
+            '"" for the shipped one (got 3)',
+        ),
+        (
+            "[listen]\nchord_debounce_s = 5.0",
+            f"{SRC}: [listen].chord_debounce_s: must be a number from 0 to 2 (got 5.0)",
+        ),
+        (
             '[log]\nlevel = "verbose"',
             f'{SRC}: [log].level: must be one of "debug", "info", "warning", "error" '
             '(got "verbose")',
@@ -246,7 +259,7 @@ def test_lowest_note_must_be_below_highest(low, high):
 def test_unknown_key_lists_the_allowed_keys():
     assert error_of("[listen]\na4 = 442.0") == (
         f"{SRC}: [listen].a4: unknown key; allowed keys: a4_hz, lowest_note, highest_note, "
-        "min_level_dbfs, onset_sensitivity"
+        "min_level_dbfs, onset_sensitivity, pipeline, model, chord_debounce_s"
     )
     assert error_of('[audio]\nrate = 1\n[log]\nfile = "x"') == (
         f"{SRC}: [audio].rate: unknown key; allowed keys: device, sample_rate, block_size\n"

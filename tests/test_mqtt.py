@@ -166,7 +166,7 @@ def test_every_event_arrives_once_in_order_and_fits_its_schema(broker, tmp_path)
     chords = [p for p in payloads if p["schema"] == schema_id("chord")]
     assert len(chords) == sum(isinstance(e, Chord) for e in events)
     alerts = [p for p in payloads if p["schema"] == schema_id("alert")]
-    assert [(a["label"], a["event_type"]) for a in alerts] == [
+    assert [(a["class"], a["event_type"]) for a in alerts] == [
         ("doorbell", "doorbell"),
         ("doorbell", "stopped"),
     ]

@@ -1,0 +1,44 @@
+"""Opening a .tflite model with LiteRT, for the alert classifier and the note model.
+
+LiteRT is `ai_edge_litert`; the older `tflite_runtime` package is accepted too (some Pi images
+ship it). Every failure is a ModelError that names the file and the config key that chose it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import ModelError
+
+LITERT_HINT = "install LiteRT with `.venv/bin/pip install ai-edge-litert` (or run ./install.sh)"
+
+
+def interpreter_class(what: str):
+    """LiteRT's Interpreter class; `what` names the model in the error when neither package
+    is installed."""
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:
+        try:
+            from tflite_runtime.interpreter import Interpreter
+        except ImportError:
+            raise ModelError(f"the {what} needs LiteRT: {LITERT_HINT}") from None
+    return Interpreter
+
+
+def open_interpreter(path: Path, what: str, setting: str, num_threads: int = 1):
+    """An allocated interpreter for the model file at `path`. `what` ("alert model") and
+    `setting` ("[alerts].model") make the error messages."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(
+            f"{what} {path} does not exist: set {setting} to a .tflite file, "
+            'or "" for the shipped model'
+        )
+    interpreter = interpreter_class(what)
+    try:
+        opened = interpreter(model_path=str(path), num_threads=num_threads)
+        opened.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise ModelError(f"{what} {path} is not a usable .tflite model: {exc}") from None
+    return opened
