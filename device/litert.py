@@ -6,7 +6,9 @@ ship it). Every failure is a ModelError that names the file and the config key t
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from .errors import ModelError
 
@@ -26,9 +28,17 @@ def interpreter_class(what: str):
     return Interpreter
 
 
-def open_interpreter(path: Path, what: str, setting: str, num_threads: int = 1):
-    """An allocated interpreter for the model file at `path`. `what` ("alert model") and
-    `setting` ("[alerts].model") make the error messages."""
+def open_interpreter(
+    path: Path,
+    what: str,
+    setting: str,
+    num_threads: int = 1,
+    prepare: Callable[[Any], None] | None = None,
+):
+    """An allocated interpreter for the model file at `path`. `prepare(interpreter)` runs
+    before the tensors are allocated: it can check the model's shapes (raising ModelError) and
+    resize a free input (a model with a free time axis cannot be allocated at its placeholder
+    size). `what` ("alert model") and `setting` ("[alerts].model") make the error messages."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(
@@ -38,6 +48,8 @@ def open_interpreter(path: Path, what: str, setting: str, num_threads: int = 1):
     interpreter = interpreter_class(what)
     try:
         opened = interpreter(model_path=str(path), num_threads=num_threads)
+        if prepare is not None:
+            prepare(opened)
         opened.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{what} {path} is not a usable .tflite model: {exc}") from None

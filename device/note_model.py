@@ -28,31 +28,35 @@ class NoteModel:
     """One LiteRT interpreter, called with a feature window. Not thread-safe."""
 
     def __init__(self, path: Path, context: int, num_threads: int = 1) -> None:
-        path = Path(path)
-        self._interpreter = open_interpreter(path, "note model", "[listen].model", num_threads)
-        inputs = self._interpreter.get_input_details()
-        outputs = self._interpreter.get_output_details()
-        expected_in = (1, N_BINS, len(WINDOWS))
+        self.path = Path(path)
+        self.context = context
+        self._shape = (1, context, N_BINS, len(WINDOWS))
+        self._interpreter = open_interpreter(
+            self.path, "note model", "[listen].model", num_threads, prepare=self._check_and_size
+        )
+        self._input = self._interpreter.get_input_details()[0]["index"]
+        self._output = self._interpreter.get_output_details()[0]["index"]
+
+    def _check_and_size(self, interpreter) -> None:
+        """The model must take (1 or free, free, N_BINS, 2) and give (..., 176); its input is
+        sized for one daemon window before the tensors are allocated."""
+        inputs = interpreter.get_input_details()
+        outputs = interpreter.get_output_details()
         # -1 marks a free dimension: the batch and the number of frames may be left free.
         in_shape = tuple(int(d) for d in inputs[0]["shape_signature"]) if len(inputs) == 1 else ()
         out_shape = (
             tuple(int(d) for d in outputs[0]["shape_signature"]) if len(outputs) == 1 else ()
         )
-        fits = len(in_shape) == 4 and in_shape[0] in (1, -1) and in_shape[2:] == expected_in[1:]
+        fits = len(in_shape) == 4 and in_shape[0] in (1, -1) and in_shape[2:] == self._shape[2:]
         fits = fits and len(out_shape) == 4 and out_shape[-1] == 2 * N_KEYS
         if not fits:
             raise ModelError(
-                f"note model {path} does not fit this notesight: it takes {in_shape} and gives "
-                f"{out_shape}, expected (1, frames, {N_BINS}, {len(WINDOWS)}) and "
+                f"note model {self.path} does not fit this notesight: it takes {in_shape} and "
+                f"gives {out_shape}, expected (1, frames, {N_BINS}, {len(WINDOWS)}) and "
                 f"(1, frames, 1, {2 * N_KEYS}); retrain it with "
                 "`python -m notesight.models.train_notes`"
             )
-        self._input = inputs[0]["index"]
-        self._output = outputs[0]["index"]
-        self._shape: tuple[int, ...] = ()
-        self.path = path
-        self.context = context
-        self._resize((1, context, N_BINS, len(WINDOWS)))
+        interpreter.resize_tensor_input(inputs[0]["index"], self._shape)
 
     def _resize(self, shape: tuple[int, ...]) -> None:
         if shape != self._shape:

@@ -10,6 +10,10 @@ and opening or starting a stream fails the way PortAudio does.
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
 import threading
 from typing import Any
 
@@ -178,3 +182,25 @@ class RecordingOutput:
 
     def close(self) -> None:
         self.closed += 1
+
+
+def notified_daemon(
+    tmp_path, args: list[str], extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], socket.socket]:
+    """`python -m notesight.device.cli ARGS` as systemd would start it: a notify socket in
+    `tmp_path` (its messages readable from the returned socket), journald-style logging on
+    stderr (captured as text), stdout discarded."""
+    path = tmp_path / "notify"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(path))
+    sock.settimeout(60)  # a guard against a hang, not a speed limit
+    env = {**os.environ, "NOTIFY_SOCKET": str(path), "JOURNAL_STREAM": "8:1", **(extra_env or {})}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "notesight.device.cli", *args],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    return proc, sock

@@ -8,16 +8,15 @@ import contextlib
 import errno
 import json
 import logging
-import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mosquitto import Broker, Recorder, mosquitto_available, wait_for
+from service_fakes import notified_daemon
 
 from notesight.device.config import Settings, parse_settings
 from notesight.device.lastgood import LAST_GOOD_FILE, save_last_good, startup_settings
@@ -233,28 +232,11 @@ def test_the_daemon_starts_with_the_last_good_config_and_a_fixed_one_replaces_it
     (state / LAST_GOOD_FILE).write_text(mqtt + 'device_id = "lastgood"\n')
     config = tmp_path / "config.toml"
     config.write_text(mqtt + 'device_id = "lastgood"\n[leds]\ncolour = 12\n')
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "notify"))
-    sock.settimeout(60)  # a guard against a hang, not a speed limit
-    env = {
-        **os.environ,
-        "NOTIFY_SOCKET": str(tmp_path / "notify"),
-        "JOURNAL_STREAM": "8:1",
-        "STATE_DIRECTORY": str(state),
-        "NOTESIGHT_CONFIG": str(config),
-    }
-    command = [sys.executable, "-m", "notesight.device.cli", "run", "--wait-for-mic"]
-    command += ["--simulate", str(tmp_path / "sim")]
+    extra_env = {"STATE_DIRECTORY": str(state), "NOTESIGHT_CONFIG": str(config)}
+    args = ["run", "--wait-for-mic", "--simulate", str(tmp_path / "sim")]
     try:
         with Recorder(broker, ["notesight/#"]) as rec:
-            proc = subprocess.Popen(
-                command,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
+            proc, sock = notified_daemon(tmp_path, args, extra_env)
             try:
                 received(sock, "READY=1")
                 wait_for(lambda: rec.on("lastgood/status"), "the last good config's MQTT")
@@ -268,9 +250,9 @@ def test_the_daemon_starts_with_the_last_good_config_and_a_fixed_one_replaces_it
             finally:
                 if proc.poll() is None:
                     proc.kill()
+                sock.close()
             statuses = [m.payload.decode() for m in rec.on("lastgood/status")]
     finally:
-        sock.close()
         broker.stop()
     assert proc.returncode == 0, err
     lines = err.splitlines()

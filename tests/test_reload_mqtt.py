@@ -6,11 +6,9 @@ old connection and publishes under the new prefix."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,6 +16,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from mosquitto import Broker, Recorder, mosquitto_available, wait_for
+from service_fakes import notified_daemon
 
 from notesight.device.config import parse_settings
 
@@ -59,20 +58,8 @@ def run_and_reload(
     wav = tmp_path / "silence.wav"
     sf.write(wav, np.zeros(60 * RATE, dtype=np.float32), RATE)
     config = tmp_path / "config.toml"
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    sock.bind(str(tmp_path / "notify"))
-    sock.settimeout(60)  # a guard against a hang, not a speed limit
-    env = {**os.environ, "NOTIFY_SOCKET": str(tmp_path / "notify"), "JOURNAL_STREAM": "8:1"}
-    command = [sys.executable, "-m", "notesight.device.cli", "--config", str(config), "run"]
-    command += ["--input", str(wav), "--simulate", str(tmp_path / "sim")]
-    proc = subprocess.Popen(
-        command,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    args = ["--config", str(config), "run", "--input", str(wav)]
+    proc, sock = notified_daemon(tmp_path, [*args, "--simulate", str(tmp_path / "sim")])
     try:
         received(sock, "READY=1")
         wait_for(lambda: rec.on(f"notesight/{DEVICE}/info"), "the daemon's first info")
