@@ -4,11 +4,12 @@ polyphonic music, Spotify's Basic Pitch (offline, its ONNX model; bench/basic_pi
 
     .venv/bin/python bench/notes.py [--quick] [--dev] [--out bench/out]
 
-Systems: "notesight" is the default pipeline (the note model, [listen].pipeline = "poly"),
-"mono" the monophonic listening core ([listen].pipeline = "mono"). Prints one table per figure
-(metric | each system | ratio | target; ratio = notesight / the table's peer), the isolated
-keys notesight got wrong, and writes every clip's raw result to <out>/notes.json. Renders are
-cached in <out>/cache. bench/README.md explains each figure.
+Systems: "notesight" is the default pipeline, the monophonic listening core ([listen].pipeline
+= "mono"); "poly" the note model ([listen].pipeline = "poly"). Prints one table per figure
+(metric | each system | ratio | target; ratio = ours / the table's peer: notesight / aubio, or
+poly / Basic Pitch for polyphonic music), the isolated keys notesight got wrong, and writes
+every clip's raw result to <out>/notes.json. Renders are cached in <out>/cache.
+bench/README.md explains each figure.
 """
 
 from __future__ import annotations
@@ -50,19 +51,19 @@ POLY_DATASETS = ("pieces", "annotated")
 
 
 def load_notesight() -> dict[str, Transcriber]:
-    """notesight's default pipeline and its monophonic core, or {} while notesight can't be
-    imported (the bench then runs the peers alone and says so)."""
+    """notesight's default pipeline (the monophonic core) and the note model, or {} while
+    notesight can't be imported (the bench then runs the peers alone and says so)."""
     try:
         from notesight.device.config import ListenSettings
         from notesight.device.transcribe import listener_params, transcribe_array
     except ImportError as exc:
         print(f"notesight is unavailable ({exc}); running the peers only")
         return {}
-    poly = listener_params(ListenSettings())  # the shipped default: the note model
-    mono = listener_params(ListenSettings(pipeline="mono"))
+    default = listener_params(ListenSettings())
+    poly = listener_params(ListenSettings(pipeline="poly"))
     return {
-        "notesight": lambda audio, rate: transcribe_array(audio, rate, poly),
-        "mono": lambda audio, rate: transcribe_array(audio, rate, mono),
+        "notesight": lambda audio, rate: transcribe_array(audio, rate, default),
+        "poly": lambda audio, rate: transcribe_array(audio, rate, poly),
     }
 
 
@@ -306,9 +307,11 @@ def _ratio(ours: float | None, peer: float | None) -> str:
     return f"{ours / peer:.2f}"
 
 
-def print_table(title: str, rows: list[Row], peer: str = "aubio", decimals: int = 1) -> list[dict]:
-    """Print `metric | each system | ratio | target` (ratio: notesight / `peer`); return the
-    rows for the JSON."""
+def print_table(
+    title: str, rows: list[Row], peer: str = "aubio", decimals: int = 1, ours: str = "notesight"
+) -> list[dict]:
+    """Print `metric | each system | ratio | target` (ratio: `ours` / `peer`); return the rows
+    for the JSON."""
     width = max([len("metric")] + [len(r[0]) for r in rows])
     columns = list(dict.fromkeys(name for _, values, _ in rows for name in values))
     header = " | ".join(f"{name:>11}" for name in columns)
@@ -317,7 +320,7 @@ def print_table(title: str, rows: list[Row], peer: str = "aubio", decimals: int 
     print("-+-".join(["-" * width] + ["-" * 11] * len(columns) + ["-" * 6, "-" * 8]))
     for metric, values, target in rows:
         cells = " | ".join(f"{_cell(values.get(name), decimals):>11}" for name in columns)
-        ratio = _ratio(values.get("notesight"), values.get(peer))
+        ratio = _ratio(values.get(ours), values.get(peer))
         print(f"{metric:<{width}} | {cells} | {ratio:>6} | {target}")
     return [{"metric": m, **values, "target": t} for m, values, t in rows]
 
@@ -496,20 +499,18 @@ def poly_table(results: list[Result], systems: dict) -> list[dict]:
     ]
     peer = "basic-pitch" if "basic-pitch" in systems else "aubio"
     title = "== polyphonic music: note F1 (onset 50 ms, pitch 50 cents, no offsets) =="
-    return print_table(title, rows, peer=peer, decimals=3)
+    return print_table(title, rows, peer=peer, decimals=3, ours="poly")
 
 
 def per_hop_cost(results: list[Result]) -> dict:
-    """notesight's whole pipeline per 16 ms hop, in microseconds of this machine's core."""
-    pieces = [r for r in results if r.clip.dataset == "pieces" and "notesight" in r.outcomes]
+    """The note model's whole pipeline per 16 ms hop, in microseconds of this machine's core."""
+    pieces = [r for r in results if r.clip.dataset == "pieces" and "poly" in r.outcomes]
     if not pieces:
         return {}
     hops = sum(r.clip.seconds for r in pieces) / 0.016
-    wall = sum(r.outcomes["notesight"].wall_s for r in pieces)
-    cost = {"notesight_us_per_hop": 1e6 * wall / hops}
-    print(
-        f"\nnotesight per 16 ms hop (whole pipeline, pieces): {cost['notesight_us_per_hop']:.0f} us"
-    )
+    wall = sum(r.outcomes["poly"].wall_s for r in pieces)
+    cost = {"poly_us_per_hop": 1e6 * wall / hops}
+    print(f"\npoly per 16 ms hop (whole pipeline, pieces): {cost['poly_us_per_hop']:.0f} us")
     return cost
 
 

@@ -120,7 +120,7 @@ class ListenSettings(_Section):
     highest_note: str = Field("C8", json_schema_extra={"rule": _NOTE_RULE})
     min_level_dbfs: float = Field(-70.0, ge=-100.0, le=0.0)
     onset_sensitivity: float = Field(0.5, ge=0.0, le=1.0)
-    pipeline: Literal["poly", "mono"] = "poly"
+    pipeline: Literal["mono", "poly"] = "mono"
     model: str = Field(
         "",
         json_schema_extra={

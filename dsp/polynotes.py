@@ -38,10 +38,10 @@ class PolyParams:
 
     context: int = 7  # input frames per decision (the model's receptive field)
     lookahead: int = 1  # frames after the decided one that the model sees
-    onset_threshold: float = 0.3
+    onset_threshold: float = 0.7
     # A silent key whose sounding probability jumps this high starts a note too: the onset
     # output misses some keys of a chord that the sounding output is sure of (above 1: off).
-    rising_threshold: float = 0.7
+    rising_threshold: float = 1.1
     sounding_threshold: float = 0.5  # a note keeps sounding while its probability stays above
     release_frames: int = 2  # frames below the threshold before a note-off
     a4_hz: float = 440.0
@@ -229,8 +229,13 @@ class PolyListener:
             return expected, 0.0
         peak = low + int(np.argmax(spectrum[low:high]))
         a, b, c = np.log(spectrum[peak - 1 : peak + 2] + 1e-12)
-        shift = 0.5 * (a - c) / (a - 2 * b + c) if (a - 2 * b + c) < 0 else 0.0
+        curvature = a - 2 * b + c
+        # Only a real peak (curved down, the vertex between its neighbours) is read; silence
+        # or a flat stretch of spectrum gives no reading.
+        shift = 0.5 * (a - c) / curvature if curvature < 0 else 0.0
         measured = (peak + shift) * bin_hz / harmonic
+        if curvature >= 0 or abs(shift) > 1 or measured <= 0:
+            return expected, 0.0
         nearest, cents = nearest_midi_and_cents(measured, p.a4_hz)
         if nearest != midi:  # the peak belongs to a neighbour: no reading
             return expected, 0.0

@@ -145,15 +145,12 @@ def assert_one_line_error(err: str, *names: str) -> str:
 
 @pytest.fixture(autouse=True)
 def default_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """The built-in defaults but the monophonic listening core, whatever /etc/notesight holds
-    on this machine. These tests feed synthetic tones (decaying partials, sines), which the
-    note model of the default "poly" pipeline was never meant for; tests/test_poly.py runs the
-    CLI's default pipeline on rendered piano.
+    """An empty config (all built-in defaults), whatever /etc/notesight holds on this machine.
 
     monkeypatch changes os.environ, so the subprocesses below inherit it too.
     """
     path = tmp_path / "defaults.toml"
-    path.write_text('[listen]\npipeline = "mono"  # everything else: built-in defaults\n')
+    path.write_text("# empty: every key keeps its built-in default\n")
     monkeypatch.setenv(CONFIG_ENV_VAR, str(path))
     return path
 

@@ -172,7 +172,7 @@ def test_config_error_is_a_notesight_error():
         ),
         (
             '[listen]\npipeline = "both"',
-            f'{SRC}: [listen].pipeline: must be one of "poly", "mono" (got "both")',
+            f'{SRC}: [listen].pipeline: must be one of "mono", "poly" (got "both")',
         ),
         (
             "[listen]\nmodel = 3",

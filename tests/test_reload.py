@@ -58,8 +58,8 @@ class Recorder:
 
 
 def mono(text: str) -> str:
-    """`text` with [listen].pipeline = "mono": these tests feed a synthetic piano-like tone,
-    which the default pipeline's note model was not made for (tests/test_poly.py covers it)."""
+    """`text` with [listen].pipeline = "mono" spelled out: these tests feed a synthetic
+    piano-like tone, which the note model ("poly") was not made for."""
     if "[listen]\n" in text:
         return text.replace("[listen]\n", '[listen]\npipeline = "mono"\n', 1)
     return '[listen]\npipeline = "mono"\n' + text
