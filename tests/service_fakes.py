@@ -11,6 +11,7 @@ and opening or starting a stream fails the way PortAudio does.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -204,3 +205,38 @@ def notified_daemon(
         text=True,
     )
     return proc, sock
+
+
+def received(sock: socket.socket, prefix: str) -> str:
+    """Wait for the next sd_notify message that starts with `prefix` (others are skipped)."""
+    while not (message := sock.recv(4096).decode()).startswith(prefix):
+        pass
+    return message
+
+
+def stop_daemon(proc: subprocess.Popen[str], sock: socket.socket) -> str:
+    """SIGTERM, wait for a clean exit (asserted, without a traceback) and return its stderr."""
+    try:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        sock.close()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    return err
+
+
+def reload_daemon(proc: subprocess.Popen[str], sock: socket.socket) -> None:
+    """SIGHUP, then wait until the daemon has told systemd it reloaded and is ready again."""
+    proc.send_signal(signal.SIGHUP)
+    received(sock, "RELOADING=1")
+    received(sock, "READY=1")
+
+
+def kill_daemon(proc: subprocess.Popen[str], sock: socket.socket) -> None:
+    """After a failed step: kill the daemon and close its notify socket."""
+    proc.kill()
+    proc.communicate()
+    sock.close()

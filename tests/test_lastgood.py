@@ -8,15 +8,13 @@ import contextlib
 import errno
 import json
 import logging
-import signal
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from mosquitto import Broker, Recorder, mosquitto_available, wait_for
-from service_fakes import notified_daemon
+from service_fakes import kill_daemon, notified_daemon, received, reload_daemon, stop_daemon
 
 from notesight.device.config import Settings, parse_settings
 from notesight.device.lastgood import LAST_GOOD_FILE, save_last_good, startup_settings
@@ -210,12 +208,6 @@ def test_a_full_disk_is_logged_clearly_and_nothing_half_written_is_left(
 # --- the real command ---------------------------------------------------------------------------
 
 
-def received(sock: socket.socket, prefix: str) -> str:
-    while not (message := sock.recv(4096).decode()).startswith(prefix):
-        pass
-    return message
-
-
 @pytest.mark.skipif(not mosquitto_available(), reason="mosquitto not installed: run ./install.sh")
 def test_the_daemon_starts_with_the_last_good_config_and_a_fixed_one_replaces_it(
     tmp_path: Path,
@@ -242,15 +234,11 @@ def test_the_daemon_starts_with_the_last_good_config_and_a_fixed_one_replaces_it
                 wait_for(lambda: rec.on("lastgood/status"), "the last good config's MQTT")
                 fixed = mqtt + 'device_id = "lastgood"\n[leds]\ncolour = "#00ff00"\n'
                 config.write_text(fixed)
-                proc.send_signal(signal.SIGHUP)
-                received(sock, "RELOADING=1")
-                received(sock, "READY=1")
-                proc.send_signal(signal.SIGTERM)
-                _, err = proc.communicate(timeout=60)
-            finally:
-                if proc.poll() is None:
-                    proc.kill()
-                sock.close()
+                reload_daemon(proc, sock)
+            except BaseException:
+                kill_daemon(proc, sock)
+                raise
+            err = stop_daemon(proc, sock)
             statuses = [m.payload.decode() for m in rec.on("lastgood/status")]
     finally:
         broker.stop()

@@ -13,7 +13,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from service_fakes import MicHardware, RecordingOutput, notified_daemon
+from service_fakes import (
+    MicHardware,
+    RecordingOutput,
+    kill_daemon,
+    notified_daemon,
+    received,
+    reload_daemon,
+    stop_daemon,
+)
 
 from notesight.device.config import load_settings
 from notesight.device.run import RunOptions, run
@@ -252,28 +260,16 @@ def test_sighup_to_the_running_command(tmp_path: Path, config: Path) -> None:
     sf.write(wav, np.zeros(60 * RATE, dtype=np.float32), RATE)
     proc, sock = notified_daemon(tmp_path, ["--config", str(config), "run", "--input", str(wav)])
 
-    def until(prefix: str) -> str:
-        while not (message := sock.recv(4096).decode()).startswith(prefix):
-            pass
-        return message
-
     try:
-        until("READY=1")
+        received(sock, "READY=1")
         config.write_text('[leds]\ncolour = "#123456"\n')
-        proc.send_signal(signal.SIGHUP)
-        until("RELOADING=1")
-        until("READY=1")
+        reload_daemon(proc, sock)
         config.write_text("[leds]\ncolour = 12\n")
-        proc.send_signal(signal.SIGHUP)
-        until("RELOADING=1")
-        until("READY=1")
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        sock.close()
-    assert proc.returncode == 0, err
+        reload_daemon(proc, sock)
+    except BaseException:
+        kill_daemon(proc, sock)
+        raise
+    err = stop_daemon(proc, sock)
     lines = err.splitlines()
     assert f"<6>notesight.device.run: config reloaded from {config}" in lines
     assert (

@@ -6,7 +6,6 @@ old connection and publishes under the new prefix."""
 from __future__ import annotations
 
 import json
-import signal
 import socket
 import subprocess
 from collections.abc import Callable
@@ -16,7 +15,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 from mosquitto import Broker, Recorder, mosquitto_available, wait_for
-from service_fakes import notified_daemon
+from service_fakes import kill_daemon, notified_daemon, received, reload_daemon, stop_daemon
 
 from notesight.device.config import parse_settings
 
@@ -45,11 +44,6 @@ def write_config(path: Path, port: int, colour: str, **mqtt: object) -> str:
     return text
 
 
-def received(sock: socket.socket, prefix: str) -> None:
-    while not sock.recv(4096).decode().startswith(prefix):
-        pass
-
-
 def run_and_reload(
     tmp_path: Path, broker: Broker, rec: Recorder, new_config: Callable[[], None]
 ) -> tuple[subprocess.Popen, str, socket.socket]:
@@ -64,28 +58,11 @@ def run_and_reload(
         received(sock, "READY=1")
         wait_for(lambda: rec.on(f"notesight/{DEVICE}/info"), "the daemon's first info")
         new_config()
-        proc.send_signal(signal.SIGHUP)
-        received(sock, "RELOADING=1")
-        received(sock, "READY=1")
+        reload_daemon(proc, sock)
     except BaseException:
-        proc.kill()
-        proc.communicate()
-        sock.close()
+        kill_daemon(proc, sock)
         raise
     return proc, str(config), sock
-
-
-def stop(proc: subprocess.Popen, sock: socket.socket) -> str:
-    try:
-        proc.send_signal(signal.SIGTERM)
-        _, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        sock.close()
-    assert proc.returncode == 0, err
-    assert "Traceback" not in err
-    return err
 
 
 def statuses(rec: Recorder, prefix: str) -> list[str]:
@@ -121,7 +98,7 @@ def test_a_colour_change_keeps_the_mqtt_connection(tmp_path: Path) -> None:
                 lambda: levels_after(rec, "notesight", first["boot_id"], 0.0),
                 "a level after the reload",
             )
-            err = stop(proc, sock)
+            err = stop_daemon(proc, sock)
             assert statuses(rec, "notesight") == ["online", "offline"]  # no offline/online
     finally:
         broker.stop()
@@ -153,7 +130,7 @@ def test_a_new_topic_prefix_reconnects_under_it(tmp_path: Path) -> None:
                 "a level under the new prefix",
             )
             old_statuses = statuses(rec, "notesight")
-            err = stop(proc, sock)
+            err = stop_daemon(proc, sock)
             new_statuses = statuses(rec, "home/piano")
     finally:
         broker.stop()
