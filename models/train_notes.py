@@ -172,14 +172,24 @@ def weighted_loss(tf):
     return loss
 
 
-def train(paths: list[Path], epochs: int, steps: int, batch: int, seed: int, val_paths: list[Path]):
+def train(
+    paths: list[Path],
+    epochs: int,
+    steps: int,
+    batch: int,
+    seed: int,
+    val_paths: list[Path],
+    init: Path | None = None,
+    learning_rate: float = 2e-3,
+):
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
     features, targets = load_arrays(paths)
     rng = np.random.default_rng(seed)
-    model = build_model()
-    schedule = tf.keras.optimizers.schedules.CosineDecay(2e-3, epochs * steps, alpha=0.05)
+    # A warm start goes on from a saved model (its .keras file beside the work folder's export).
+    model = build_model() if init is None else tf.keras.models.load_model(init, compile=False)
+    schedule = tf.keras.optimizers.schedules.CosineDecay(learning_rate, epochs * steps, alpha=0.05)
     model.compile(optimizer=tf.keras.optimizers.Adam(schedule), loss=weighted_loss(tf))
     data = tf.data.Dataset.from_generator(
         lambda: crops(features, targets, batch, rng),
@@ -226,11 +236,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--init", type=Path, help="go on training this .keras model")
+    parser.add_argument("--learning-rate", type=float, default=2e-3)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     paths = build_dataset(args.work / "clips", args.clips, args.seed, args.workers, args.work)
     held = max(len(paths) // 20, 1) if len(paths) > 1 else 0
-    model = train(paths[held:], args.epochs, args.steps, args.batch, args.seed, paths[:held])
+    model = train(
+        paths[held:],
+        args.epochs,
+        args.steps,
+        args.batch,
+        args.seed,
+        paths[:held],
+        init=args.init,
+        learning_rate=args.learning_rate,
+    )
     export_tflite(model, args.out)
     save_keras(model, args.work / args.out.name)
     card = {"clips": len(paths), "epochs": args.epochs, "steps": args.steps, "seed": args.seed}

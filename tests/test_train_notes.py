@@ -106,3 +106,32 @@ def test_the_recipe_end_to_end_on_a_tiny_dataset(tmp_path):
     probabilities = runner(window)
     assert probabilities.shape == (1, 50 - train_notes.CONTEXT + 1, 1, 176)
     np.testing.assert_allclose(probabilities, model.predict(window, verbose=0), atol=1e-3)
+
+
+@needs_tensorflow
+def test_training_can_go_on_from_a_saved_model(tmp_path):
+    paths = train_notes.build_dataset(
+        tmp_path / "clips", 2, seed=6, workers=1, cache=tmp_path, mix={"single": 1.0}
+    )
+    first = train_notes.train(paths, epochs=1, steps=1, batch=2, seed=1, val_paths=[])
+    saved = tmp_path / "notes.tflite"
+    train_notes.save_keras(first, saved)
+    # A learning rate too small to move anything: what is left is where training started.
+    still = {
+        "epochs": 1,
+        "steps": 1,
+        "batch": 2,
+        "seed": 2,
+        "val_paths": [],
+        "learning_rate": 1e-12,
+    }
+    warm = train_notes.train(paths, init=saved.with_suffix(".keras"), **still)
+    cold = train_notes.train(paths, **still)
+
+    # (Trainable weights only: batch normalisation's running statistics move in any step.)
+    def weights(model):
+        return [w.numpy() for w in model.trainable_weights]
+
+    for trained, resumed in zip(weights(first), weights(warm), strict=True):
+        np.testing.assert_allclose(resumed, trained, atol=1e-6)
+    assert not np.allclose(weights(cold)[0], weights(first)[0], atol=1e-3)
