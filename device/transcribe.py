@@ -42,23 +42,17 @@ def listener_params(settings: ListenSettings | None) -> ListeningParams:
     """What [listen] asks for: the note model ("poly") or the monophonic core ("mono")."""
     if settings is None:
         return ListenerParams()
+    # Both pipelines take the tuning reference, the key range and the level gate alike.
+    shared = {
+        "a4_hz": settings.a4_hz,
+        "lowest_midi": settings.lowest_midi,
+        "highest_midi": settings.highest_midi,
+        "min_level_dbfs": settings.min_level_dbfs,
+    }
     if settings.pipeline == "poly":
         model = Path(settings.model).expanduser() if settings.model else SHIPPED_NOTE_MODEL
-        poly = PolyParams(
-            a4_hz=settings.a4_hz,
-            lowest_midi=settings.lowest_midi,
-            highest_midi=settings.highest_midi,
-            min_level_dbfs=settings.min_level_dbfs,
-            chord_debounce_s=settings.chord_debounce_s,
-        )
-        return PolyPipeline(model, poly)
-    return ListenerParams(
-        a4_hz=settings.a4_hz,
-        lowest_midi=settings.lowest_midi,
-        highest_midi=settings.highest_midi,
-        min_level_dbfs=settings.min_level_dbfs,
-        onset_sensitivity=settings.onset_sensitivity,
-    )
+        return PolyPipeline(model, PolyParams(**shared, chord_debounce_s=settings.chord_debounce_s))
+    return ListenerParams(**shared, onset_sensitivity=settings.onset_sensitivity)
 
 
 def daemon_block_size(sample_rate: int) -> int:
