@@ -68,7 +68,9 @@ def notes_from_blocks(
     listener = make_listener(sample_rate, params)
     sounding: dict[int, NoteOn] = {}  # note-ons waiting for their note-off, by key
     for block in blocks:
-        yield from whole_notes(listener.feed(block), sounding)
+        events = listener.feed(block)
+        if events:  # most blocks end nothing: skip setting up the pairing for them
+            yield from whole_notes(events, sounding)
     yield from whole_notes(listener.flush(), sounding)
 
 

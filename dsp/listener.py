@@ -137,13 +137,18 @@ class NoteListener:
         block = np.asarray(block, dtype=np.float32)
         events: list[NoteEvent] = []
         decimated = self._decimator.feed(block)
-        data = np.concatenate((self._partial, decimated)) if len(self._partial) else decimated
-        n_hops = len(data) // self.hop
         # The event is emitted once the whole block is consumed (the daemon's block is a hop).
         self._consumed_input += len(block)
+        hop = self.hop
+        if len(decimated) == hop and not len(self._partial):
+            # The daemon's block is exactly one hop: no joining and slicing on every call.
+            self._process_hop(decimated, events)
+            return events
+        data = np.concatenate((self._partial, decimated)) if len(self._partial) else decimated
+        n_hops = len(data) // hop
         for i in range(n_hops):
-            self._process_hop(data[i * self.hop : (i + 1) * self.hop], events)
-        self._partial = data[n_hops * self.hop :]
+            self._process_hop(data[i * hop : (i + 1) * hop], events)
+        self._partial = data[n_hops * hop :]
         return events
 
     def flush(self) -> list[NoteEvent]:
@@ -174,15 +179,17 @@ class NoteListener:
         if self._pending is not None:
             self._pending.peak_dbfs = max(self._pending.peak_dbfs, level)
             self._try_decide(events)
-        self._check_release(level, floor, events)
+        if self._sounding is not None:
+            self._check_release(level, floor, events)
 
     def _append(self, hop: np.ndarray) -> None:
-        if self._filled + len(hop) > len(self._buffer):
+        buffer, filled, end = self._buffer, self._filled, self._filled + len(hop)
+        if end > len(buffer):
             keep = self._buffer_len
-            self._buffer[:keep] = self._buffer[self._filled - keep : self._filled]
-            self._filled = keep
-        self._buffer[self._filled : self._filled + len(hop)] = hop
-        self._filled += len(hop)
+            buffer[:keep] = buffer[filled - keep : filled]
+            filled, end = keep, keep + len(hop)
+        buffer[filled:end] = hop
+        self._filled = end
 
     def _try_decide(self, events: list[NoteEvent]) -> None:
         pending = self._pending
@@ -365,8 +372,7 @@ class NoteListener:
 
     def _check_release(self, level: float, floor: float, events: list[NoteEvent]) -> None:
         note = self._sounding
-        if note is None:
-            return
+        assert note is not None
         note.peak_dbfs = max(note.peak_dbfs, level)
         p = self.params
         too_quiet = level < max(p.min_level_dbfs, floor + p.release_above_floor_db)

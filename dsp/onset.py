@@ -41,6 +41,9 @@ class OnsetDetector:
         self._band_bins = self._band.stop - self._band.start
         self._previous = np.zeros(self._band_bins, np.float32)
         self._spare = np.zeros(self._band_bins, np.float32)
+        # float32 constants: a Python float operand costs numpy a conversion on every call.
+        self._scale = np.array(100.0, np.float32)
+        self._zero = np.array(0.0, np.float32)
         # sensitivity 0..1 -> absolute flux threshold (per bin, in log1p(100|X|) units)
         self._delta = 0.12 * (1.0 - sensitivity) + 0.02
         self._history: deque[float] = deque(maxlen=max(3, round(history_s * sample_rate / hop)))
@@ -61,10 +64,12 @@ class OnsetDetector:
     def flux(self, hop: np.ndarray) -> float:
         # In-place arithmetic on two preallocated arrays: this runs every hop.
         spectrum, previous = self._spare, self._previous
-        np.multiply(self._stft(hop).norm[self._band], 100.0, out=spectrum)
+        np.multiply(self._stft(hop).norm[self._band], self._scale, out=spectrum)
         np.log1p(spectrum, out=spectrum)
         rise = np.subtract(spectrum, previous, out=previous)  # the old spectrum is done with
-        flux = float(np.maximum(rise, 0.0, out=rise).sum()) / self._band_bins
+        np.maximum(rise, self._zero, out=rise)
+        # np.add.reduce is what ndarray.sum() calls, without its Python-level wrapper.
+        flux = float(np.add.reduce(rise)) / self._band_bins
         self._previous, self._spare = spectrum, rise
         return flux
 
@@ -80,9 +85,10 @@ class OnsetDetector:
         rising = flux > self._last_flux
         self._last_flux = flux
         self._hops_since_onset += 1
-        loudest_recent = max(self._levels) if self._levels else level_dbfs
-        falling = bool(self._levels) and level_dbfs < self._levels[-1] - self._max_fall_db
-        self._levels.append(level_dbfs)
+        levels = self._levels
+        loudest_recent = max(levels) if levels else level_dbfs
+        falling = bool(levels) and level_dbfs < levels[-1] - self._max_fall_db
+        levels.append(level_dbfs)
         if falling:
             return None  # a strike never makes the sound quieter; a damper or a fade does
         level_jump = rising and level_dbfs - loudest_recent >= self._level_rise

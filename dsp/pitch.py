@@ -7,6 +7,7 @@ samples after the strike, in the longest window from `window_sizes` that fits.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from functools import cache
 
@@ -43,7 +44,8 @@ def yin(samples: np.ndarray, sample_rate: int, tolerance: float = 0.3) -> tuple[
     spectrum = np.fft.rfft(x, n_fft)
     head = np.fft.rfft(x[:half], n_fft)
     correlation = np.fft.irfft(spectrum * np.conj(head), n_fft)[:half]
-    energy = np.concatenate(([0.0], np.cumsum(x * x)))
+    energy = np.zeros(len(x) + 1)  # energy[i]: sum of x[j]^2 over j < i
+    np.cumsum(x * x, out=energy[1:])
     shifted_energy = energy[half : 2 * half] - energy[:half]  # sum of x[j+tau]^2 over j < half
     difference = energy[half] + shifted_energy - 2.0 * correlation
     difference[0] = 0.0
@@ -52,11 +54,14 @@ def yin(samples: np.ndarray, sample_rate: int, tolerance: float = 0.3) -> tuple[
     difference[difference < 1e-12 * (energy[-1] + 1e-30)] = 0.0
     running = np.cumsum(difference[1:])
     normalised = np.ones(half)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        normalised[1:] = np.where(running > 0.0, difference[1:] * np.arange(1, half) / running, 1.0)
-    lags = np.arange(2, half - 3)
-    dips = lags[(normalised[lags] < tolerance) & (normalised[lags] < normalised[lags + 1])]
-    lag = int(dips[0]) if len(dips) else int(np.argmin(normalised))
+    # Divided only where the running sum is positive; elsewhere it stays 1 (and no warning).
+    weighted = difference[1:] * _lag_numbers(half)
+    np.divide(weighted, running, out=normalised[1:], where=running > 0.0)
+    # The first lag from 2 on that dips below the tolerance and is a local minimum.
+    candidates = normalised[2 : half - 3]  # never empty: half >= 6
+    dips = (candidates < tolerance) & (candidates < normalised[3 : half - 2])
+    first = int(np.argmax(dips))
+    lag = first + 2 if dips[first] else int(np.argmin(normalised))
     if lag == 0:
         return 0.0, 0.0
     offset = 0.0
@@ -68,6 +73,14 @@ def yin(samples: np.ndarray, sample_rate: int, tolerance: float = 0.3) -> tuple[
     if period <= 0.0:
         return 0.0, 0.0
     return sample_rate / period, float(1.0 - normalised[lag])
+
+
+@cache
+def _lag_numbers(half: int) -> np.ndarray:
+    """1.0, 2.0, ... half - 1 (read-only): YIN's normalisation weights, built once a length."""
+    numbers = np.arange(1, half, dtype=np.float64)
+    numbers.flags.writeable = False
+    return numbers
 
 
 class MultiWindowPitch:
@@ -104,8 +117,8 @@ class MultiWindowPitch:
         return self.sizes[-1]
 
     def fitting_size(self, available: int) -> int | None:
-        fitting = [s for s in self.sizes if s <= available]
-        return fitting[-1] if fitting else None
+        fitting = bisect_right(self.sizes, available)  # how many sizes are <= available
+        return self.sizes[fitting - 1] if fitting else None
 
     def estimate(self, samples: np.ndarray, a4_hz: float) -> PitchEstimate | None:
         """Estimate over the newest `fitting_size(len(samples))` samples."""
@@ -253,23 +266,37 @@ def power_spectrum(samples: np.ndarray, min_fft: int = 4096) -> np.ndarray:
 def harmonic_energies(
     power: np.ndarray, bin_hz: float, freq_hz: float, top_hz: float
 ) -> np.ndarray:
-    """Peak power near each harmonic h * freq_hz (h = 1, 2, ...) up to `top_hz`, +-3%."""
+    """Peak power near each harmonic h * freq_hz (h = 1, 2, ...) up to `top_hz`, +-3%; the
+    harmonics whose band runs past the spectrum's end are left out."""
     count = max(1, int(top_hz / freq_hz))
-    energies = np.zeros(count)
-    for h in range(1, count + 1):
-        centre = h * freq_hz / bin_hz
-        lo, hi = int(centre * 0.97), int(centre * 1.03) + 2
-        if hi > len(power):
-            return energies[: h - 1]
-        energies[h - 1] = power[lo:hi].max()
-    return energies
+    centres = np.arange(1, count + 1) * freq_hz / bin_hz
+    lo = (centres * 0.97).astype(np.intp)  # truncation, as int() does: the bins are positive
+    hi = (centres * 1.03).astype(np.intp) + 2
+    count = int(np.searchsorted(hi, len(power), side="right"))  # hi grows with h
+    if count == 0:
+        return np.zeros(0)
+    # One reduceat instead of a loop of slices: element 2h is the max of power[lo[h]:hi[h]]
+    # (the odd ones, from hi[h] to lo[h + 1], are not wanted). Cut at the last band's end so
+    # that the final segment stops there.
+    bounds = np.empty(2 * count - 1, np.intp)
+    bounds[0::2], bounds[1::2] = lo[:count], hi[: count - 1]
+    return np.maximum.reduceat(power[: hi[count - 1]], bounds)[0::2].astype(np.float64)
 
 
 def split_by_multiples(energies: np.ndarray, k: int) -> tuple[float, float]:
     """(energy of harmonics 1, 2, ... that are multiples of k, energy of the others)."""
-    numbers = np.arange(1, len(energies) + 1)
-    multiple = numbers % k == 0
-    return float(energies[multiple].sum()), float(energies[~multiple].sum())
+    multiple, other = _multiples_of(len(energies), k)
+    return float(energies[multiple].sum()), float(energies[other].sum())
+
+
+@cache
+def _multiples_of(count: int, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Masks of harmonics 1..count: those that are multiples of k, and the others (read-only;
+    the checks ask for the same few on every note)."""
+    multiple = np.arange(1, count + 1) % k == 0
+    other = ~multiple
+    multiple.flags.writeable = other.flags.writeable = False
+    return multiple, other
 
 
 def missing_harmonic_factor(

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from notesight.dsp.decimate import Decimator
+from notesight.dsp.decimate import Decimator, lowpass_taps
 from notesight.dsp.events import NoteOff, NoteOn
 from notesight.dsp.level import LevelMeter, NoiseFloor, rms_dbfs
 from notesight.dsp.listener import ListenerParams, NoteListener
@@ -78,6 +78,28 @@ def test_decimator_output_does_not_depend_on_block_size():
     d = Decimator(2, SR)
     pieces = np.concatenate([d.feed(x[i : i + 333]) for i in range(0, len(x), 333)])
     np.testing.assert_allclose(pieces, whole, atol=1e-6)
+
+
+@pytest.mark.parametrize("factor", [2, 3, 4])
+def test_decimator_gives_the_full_convolution_bit_for_bit(factor: int) -> None:
+    """feed() computes only the samples it keeps; they must be exactly (not nearly) those of
+    the whole convolution, every factor-th kept: the listener's decisions depend on them."""
+    x = np.random.default_rng(factor).standard_normal(20_000).astype(np.float32)
+    taps = lowpass_taps(factor)
+    history = np.zeros(len(taps) - 1, np.float32)  # the silence before the stream
+    expected = np.convolve(np.concatenate((history, x)), taps, mode="valid")[::factor]
+    decimator = Decimator(factor, 16_000 * factor)
+    sizes = [256, 1, 333, 0, 7, 1024]  # the daemon's block, odd ones, an empty one
+    pieces, start = [], 0
+    for i in range(len(x)):
+        if start >= len(x):
+            break
+        size = sizes[i % len(sizes)]
+        pieces.append(decimator.feed(x[start : start + size]))
+        start += size
+    decimated = np.concatenate(pieces)
+    assert decimated.dtype == np.float32
+    np.testing.assert_array_equal(decimated, expected)
 
 
 # -- level --------------------------------------------------------------------------------
@@ -271,6 +293,27 @@ def test_bass_note_with_a_weak_fundamental_is_not_moved_up() -> None:
     power = power_spectrum(tone)
     bin_hz = sr / (2 * (len(power) - 1))
     assert missing_harmonic_factor(power, bin_hz, f0) == 1
+
+
+@pytest.mark.parametrize("freq_hz", [27.5, 261.6, 1046.5, 3520.0])
+def test_harmonic_energies_are_the_peak_of_each_band(freq_hz: float) -> None:
+    """The vectorised harmonic_energies against its definition: for h = 1, 2, ... the largest
+    power within +-3 % of h x freq_hz, stopping at the first band that runs past the end."""
+    from notesight.dsp.pitch import harmonic_energies
+
+    power = np.random.default_rng(round(freq_hz)).random(1025) ** 4
+    bin_hz = 22050 / 2048
+    for top_hz in (0.5 * freq_hz, 3.0 * freq_hz, 12.0 * freq_hz, 11_500.0):
+        expected = []
+        for h in range(1, max(1, int(top_hz / freq_hz)) + 1):
+            centre = h * freq_hz / bin_hz
+            lo, hi = int(centre * 0.97), int(centre * 1.03) + 2
+            if hi > len(power):
+                break
+            expected.append(power[lo:hi].max())
+        got = harmonic_energies(power, bin_hz, freq_hz, top_hz)
+        assert got.dtype == np.float64
+        np.testing.assert_array_equal(got, np.array(expected, np.float64))
 
 
 @pytest.mark.parametrize("size", [768, 1024, 1536, 2048])
