@@ -49,13 +49,11 @@ class FakeStream:
         self.closed = True
 
 
-class FakeSession:
-    """One PortAudio session (one PyAudio object): a snapshot of the devices at its start."""
+class DeviceList:
+    """PortAudio's device enumeration over `self.devices` (dicts as pyaudio returns them, less
+    the index), shared by the fake PortAudio sessions of the tests."""
 
-    def __init__(self, hardware: MicHardware) -> None:
-        self.hardware = hardware
-        self.devices = list(hardware.devices()) if hardware.plugged else []
-        self.terminated = False
+    devices: list[dict[str, Any]]
 
     def get_device_count(self) -> int:
         return len(self.devices)
@@ -64,6 +62,15 @@ class FakeSession:
         if not 0 <= index < len(self.devices):
             raise OSError(-9996, "Invalid device")
         return {"index": index, **self.devices[index]}
+
+
+class FakeSession(DeviceList):
+    """One PortAudio session (one PyAudio object): a snapshot of the devices at its start."""
+
+    def __init__(self, hardware: MicHardware) -> None:
+        self.hardware = hardware
+        self.devices = list(hardware.devices()) if hardware.plugged else []
+        self.terminated = False
 
     def get_default_input_device_info(self) -> dict[str, Any]:
         if not self.devices:

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pytest
 import soundfile as sf
+from service_fakes import DeviceList
 
 from notesight.device.audio import (
     FileSource,
@@ -443,7 +444,7 @@ STANDARD_DEVICES = [
 ]
 
 
-class FakePyAudio:
+class FakePyAudio(DeviceList):
     """Stands in for pyaudio.PyAudio and records every request made of it."""
 
     def __init__(
@@ -471,14 +472,6 @@ class FakePyAudio:
         if self.stderr_noise:
             os.write(2, self.stderr_noise)  # like ALSA probing its backends
         return self
-
-    def get_device_count(self) -> int:
-        return len(self.devices)
-
-    def get_device_info_by_index(self, index: int) -> dict[str, Any]:
-        if not 0 <= index < len(self.devices):
-            raise OSError(-9996, "Invalid device")
-        return {"index": index, **self.devices[index]}
 
     def get_default_input_device_info(self) -> dict[str, Any]:
         if self.default_index is None:
