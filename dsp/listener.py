@@ -14,13 +14,14 @@ import numpy as np
 from .decimate import Decimator
 from .events import NoteEvent, NoteOff, NoteOn
 from .level import NoiseFloor, rms_dbfs
-from .music import freq_to_midi, midi_to_name
+from .music import freq_to_midi, midi_to_freq, midi_to_name
 from .onset import OnsetDetector, locate_strike
 from .pitch import (
     MultiWindowPitch,
     PitchEstimate,
     SpectralCheck,
     energy_below,
+    harmonic_energies,
     missing_harmonic_factor,
     power_spectrum,
 )
@@ -51,6 +52,11 @@ class ListenerParams:
     harmonic_check_periods: float = 4.0  # periods of the estimate the window must hold for it
     legato_drop_semitones: float = 6.0  # a new note this far below the ringing one is checked
     comb_margin: float = 0.0  # confidence the legato comb must gain over the raw estimate
+    legato_new_power: float = 0.35  # ...or the comb's output power, of the window's, when
+    # YIN found the old note again (see NoteListener._old_note_masks_new)
+    legato_key_check: bool = True  # see NoteListener._check_neighbour_keys
+    legato_key_periods: float = 4.0  # periods of the estimate the window must hold for it
+    legato_key_ratio: float = 1.2  # a neighbouring key must explain this much more of the rise
     agree_semitones: float = 0.4
     release_drop_db: float = 40.0  # note-off when the level falls this far below its peak
     release_above_floor_db: float = 6.0
@@ -209,6 +215,8 @@ class NoteListener:
             estimate = self._check_spectrum(window, estimate)
         if self.params.harmonic_check and estimate is not None:
             estimate = self._check_harmonics(pending, window, estimate)
+        if self._sounding is not None and estimate is not None and self.params.legato_key_check:
+            estimate = self._check_neighbour_keys(pending, size, estimate)
         if estimate is not None:
             pending.estimates.append(estimate)
             if self._accept(pending.estimates):
@@ -236,12 +244,38 @@ class NoteListener:
         )
         combed = window - delayed
         other = self._pitch.estimate(combed, self.params.a4_hz)
+        if other is None:
+            return window, estimate
         margin = self.params.comb_margin
-        if other is not None and (
-            estimate is None or other.confidence >= estimate.confidence + margin
-        ):
+        if estimate is None or other.confidence >= estimate.confidence + margin:
+            return combed, other
+        if self._old_note_masks_new(window, combed, estimate, other):
             return combed, other
         return window, estimate
+
+    def _old_note_masks_new(
+        self,
+        window: np.ndarray,
+        combed: np.ndarray,
+        estimate: PitchEstimate,
+        other: PitchEstimate,
+    ) -> bool:
+        """Whether YIN heard the old note over a softer new one. The comb removes the old
+        note's partials and passes other sounds at about twice their power, so what it leaves
+        measures how much of the window is not the old note: a repeated key leaves little,
+        a new key under the old one leaves a good part of the window."""
+        p = self.params
+        sounding = self._sounding
+        assert sounding is not None
+        if (
+            abs(estimate.midi_float - sounding.midi) >= 0.5
+            or abs(other.midi_float - sounding.midi) < 0.5
+        ):
+            return False
+        if other.confidence < p.min_confidence:
+            return False
+        power = float(np.dot(window, window))
+        return power > 0.0 and float(np.dot(combed, combed)) >= p.legato_new_power * power
 
     def _check_spectrum(
         self, window: np.ndarray, estimate: PitchEstimate | None
@@ -287,6 +321,36 @@ class NoteListener:
             return estimate
         midi_float = freq_to_midi(freq, self.params.a4_hz)
         return PitchEstimate(freq, estimate.confidence, size, midi_float, size * freq / self.rate)
+
+    def _check_neighbour_keys(
+        self, pending: _PendingNote, size: int, estimate: PitchEstimate
+    ) -> PitchEstimate:
+        """In legato YIN's period is pulled towards the old note's, so the estimate can land
+        on a key next to the new one. What the strike added to the spectrum (this window's
+        power less that of the same length just before the strike) has the new note's
+        partials only; the neighbouring key whose harmonics hold the most of it wins."""
+        p = self.params
+        if estimate.periods < p.legato_key_periods:
+            return estimate
+        strike = self._filled - (self._position - pending.onset)
+        if strike - size < 0:
+            return estimate
+        window = self._buffer[self._filled - size : self._filled]
+        rise = power_spectrum(window) - power_spectrum(self._buffer[strike - size : strike])
+        np.maximum(rise, 0.0, out=rise)
+        bin_hz = self.rate / (2 * (len(rise) - 1))
+        top_hz = 0.45 * self.rate
+        key = round(estimate.midi_float)
+        scores = {}
+        for candidate in (key - 1, key, key + 1):
+            freq = midi_to_freq(candidate, p.a4_hz)
+            energies = harmonic_energies(rise, bin_hz, freq, min(top_hz, 8.5 * freq), 0.015)
+            scores[candidate] = float(energies.sum())
+        best = max(scores, key=scores.__getitem__)
+        if best == key or scores[best] < p.legato_key_ratio * scores[key]:
+            return estimate
+        freq = midi_to_freq(best, p.a4_hz)
+        return PitchEstimate(freq, estimate.confidence, size, float(best), size * freq / self.rate)
 
     def _in_range(self, e: PitchEstimate) -> bool:
         p = self.params

@@ -39,8 +39,13 @@ class OnsetDetector:
         freqs = np.fft.rfftfreq(frame_size, 1.0 / sample_rate)
         self._band = slice(int(np.searchsorted(freqs, 25.0)), int(np.searchsorted(freqs, 8000.0)))
         self._band_bins = self._band.stop - self._band.start
+        # Log spectra of the hop before and the one before that, plus two scratch arrays that
+        # take turns with them, so that nothing is allocated per hop.
         self._previous = np.zeros(self._band_bins, np.float32)
+        self._two_back = np.zeros(self._band_bins, np.float32)
         self._spare = np.zeros(self._band_bins, np.float32)
+        self._rise = np.zeros(self._band_bins, np.float32)
+        self.flux2 = 0.0  # the rise over two hops, set by flux()
         # float32 constants: a Python float operand costs numpy a conversion on every call.
         self._scale = np.array(100.0, np.float32)
         self._zero = np.array(0.0, np.float32)
@@ -48,6 +53,9 @@ class OnsetDetector:
         self._delta = 0.12 * (1.0 - sensitivity) + 0.02
         self._history: deque[float] = deque(maxlen=max(3, round(history_s * sample_rate / hop)))
         self._history_sum = 0.0
+        self._history2: deque[float] = deque(maxlen=self._history.maxlen)
+        self._history2_sum = 0.0
+        self._last_flux2 = 0.0
         self._min_level = min_level_dbfs
         self._min_rise = min_rise_above_floor_db
         self._min_interval_hops = max(1, round(min_interval_s * sample_rate / hop))
@@ -62,37 +70,58 @@ class OnsetDetector:
         self._max_fall_db = max_fall_db
 
     def flux(self, hop: np.ndarray) -> float:
-        # In-place arithmetic on two preallocated arrays: this runs every hop.
-        spectrum, previous = self._spare, self._previous
+        """The rise of the log spectrum since the last hop; the rise since the hop before
+        that goes to `flux2`."""
+        # In-place arithmetic on preallocated arrays: this runs every hop.
+        spectrum, rise, zero = self._spare, self._rise, self._zero
         np.multiply(self._stft(hop).norm[self._band], self._scale, out=spectrum)
         np.log1p(spectrum, out=spectrum)
-        rise = np.subtract(spectrum, previous, out=previous)  # the old spectrum is done with
-        np.maximum(rise, self._zero, out=rise)
+        np.subtract(spectrum, self._previous, out=rise)
+        np.maximum(rise, zero, out=rise)
         # np.add.reduce is what ndarray.sum() calls, without its Python-level wrapper.
         flux = float(np.add.reduce(rise)) / self._band_bins
-        self._previous, self._spare = spectrum, rise
+        np.subtract(spectrum, self._two_back, out=rise)
+        np.maximum(rise, zero, out=rise)
+        self.flux2 = float(np.add.reduce(rise)) / self._band_bins
+        self._spare, self._two_back, self._previous = self._two_back, self._previous, spectrum
         return flux
 
     def process(self, hop: np.ndarray, level_dbfs: float, floor_dbfs: float) -> float | None:
         flux = self.flux(hop)
-        history = self._history
+        flux2 = self.flux2
+        history, history2 = self._history, self._history2
         recent = self._history_sum / len(history) if history else 0.0
+        recent2 = self._history2_sum / len(history2) if history2 else 0.0
         if len(history) == history.maxlen:
             self._history_sum -= history[0]
+            self._history2_sum -= history2[0]
         history.append(flux)
+        history2.append(flux2)
         self._history_sum += flux
+        self._history2_sum += flux2
         threshold = self._delta + 1.5 * recent
         rising = flux > self._last_flux
-        self._last_flux = flux
+        rising2 = flux2 > self._last_flux2
+        self._last_flux, self._last_flux2 = flux, flux2
         self._hops_since_onset += 1
         levels = self._levels
         loudest_recent = max(levels) if levels else level_dbfs
-        falling = bool(levels) and level_dbfs < levels[-1] - self._max_fall_db
+        # Against the quieter of the last two hops: the hop level of a steady note swings by
+        # a few dB (its period beats against the hop), and a soft new key under a loud old
+        # one often lands on a hop just after a crest.
+        falling = False
+        if levels:
+            quieter = min(levels[-1], levels[-2]) if len(levels) > 1 else levels[-1]
+            falling = level_dbfs < quieter - self._max_fall_db
         levels.append(level_dbfs)
         if falling:
             return None  # a strike never makes the sound quieter; a damper or a fade does
         level_jump = rising and level_dbfs - loudest_recent >= self._level_rise
-        if not ((rising and flux > threshold) or level_jump):
+        # A strike that straddles two hops splits its rise between them; over two hops it is
+        # whole. It matters most in a noisy room, where the noise's own flux raises the
+        # threshold and a soft legato key's half-rises stay under it.
+        whole_rise = rising2 and flux2 > self._delta + 1.5 * recent2
+        if not ((rising and flux > threshold) or level_jump or whole_rise):
             return None
         if self._hops_since_onset < self._min_interval_hops:
             return None

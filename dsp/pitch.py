@@ -264,14 +264,15 @@ def power_spectrum(samples: np.ndarray, min_fft: int = 4096) -> np.ndarray:
 
 
 def harmonic_energies(
-    power: np.ndarray, bin_hz: float, freq_hz: float, top_hz: float
+    power: np.ndarray, bin_hz: float, freq_hz: float, top_hz: float, tolerance: float = 0.03
 ) -> np.ndarray:
-    """Peak power near each harmonic h * freq_hz (h = 1, 2, ...) up to `top_hz`, +-3%; the
-    harmonics whose band runs past the spectrum's end are left out."""
+    """Peak power near each harmonic h * freq_hz (h = 1, 2, ...) up to `top_hz`, +-3% (or
+    +-`tolerance`); the harmonics whose band runs past the spectrum's end are left out."""
     count = max(1, int(top_hz / freq_hz))
     centres = np.arange(1, count + 1) * freq_hz / bin_hz
-    lo = (centres * 0.97).astype(np.intp)  # truncation, as int() does: the bins are positive
-    hi = (centres * 1.03).astype(np.intp) + 2
+    # truncation, as int() does: the bins are positive
+    lo = (centres * (1.0 - tolerance)).astype(np.intp)
+    hi = (centres * (1.0 + tolerance)).astype(np.intp) + 2
     count = int(np.searchsorted(hi, len(power), side="right"))  # hi grows with h
     if count == 0:
         return np.zeros(0)

@@ -1,0 +1,66 @@
+"""Legato on the development piano (TimGM6mb, rendered at test time): a new key struck while
+the previous one still rings. Each line is a short excerpt of a bench melody (bench/piano_sets.py,
+the seed in the test's id) where the listening core used to miss the new key or name the old
+one; the excerpt is rendered on its own, from half a second in."""
+
+from __future__ import annotations
+
+import pytest
+
+from notesight.device.synth import Note
+from notesight.device.transcribe import transcribe_array
+from notesight.dsp.augment import room_version
+
+SR = 44100
+
+# (onset_s, midi, velocity); each note is held until the next one starts.
+EXCERPTS = {
+    # A soft key under a loud one: the hop level swings with the old note's period, and the
+    # strike fell on a hop just after a crest (the onset detector's "falling" gate).
+    "1010-soft-semitone-down": [(0.5, 65, 92), (1.032, 60, 93), (1.213, 59, 56), (1.439, 56, 109)],
+    "1011-soft-whole-tone-down": [(0.5, 61, 67), (0.903, 61, 62), (1.09, 59, 56), (1.419, 59, 75)],
+    # YIN hears the old note again over the softer new one (the comb's residual power).
+    "1007-old-note-heard-again": [(0.5, 60, 95), (1.038, 60, 95), (1.249, 59, 57), (1.599, 64, 61)],
+    "1019-old-note-heard-again": [(0.5, 62, 63), (0.828, 62, 78), (1.351, 61, 62), (1.818, 63, 66)],
+}
+
+
+def line(rows: list[tuple[float, int, int]], end_s: float = 0.4) -> tuple[Note, ...]:
+    ends = [on for on, _, _ in rows[1:]] + [rows[-1][0] + end_s]
+    return tuple(
+        Note(on, end - on, midi, velocity)
+        for (on, midi, velocity), end in zip(rows, ends, strict=True)
+    )
+
+
+@pytest.mark.parametrize("name", sorted(EXCERPTS))
+def test_new_key_under_the_ringing_one_is_found_with_its_pitch(piano, name):
+    notes = line(EXCERPTS[name])
+    found = transcribe_array(piano(notes, "TimGM6mb"), SR)
+    assert [n["midi"] for n in found] == [n.midi for n in notes]
+    for note, n in zip(notes, found, strict=True):
+        assert abs(n["onset_s"] - note.onset_s) < 0.05
+
+
+def test_soft_step_up_is_named_from_what_the_strike_added(piano):
+    """76 then a softer 78: YIN's period lies between the two strings (77); what the strike
+    added to the spectrum sits on 78's harmonics."""
+    notes = line([(0.5, 76, 90), (0.8, 78, 75)])
+    found = transcribe_array(piano(notes, "TimGM6mb"), SR)
+    assert [n["midi"] for n in found] == [76, 78]
+
+
+def test_soft_key_after_a_loud_one_is_found_in_the_room(piano):
+    """In the room the noise's own flux raises the onset threshold; a strike that straddles
+    two hops still shows its whole rise over the two."""
+    notes = line([(0.5, 60, 93), (0.68, 59, 56)])
+    audio = room_version(piano(notes, "TimGM6mb"), SR, seed=3)
+    found = transcribe_array(audio, SR)
+    assert 59 in [n["midi"] for n in found if abs(n["onset_s"] - 0.68) < 0.05]
+
+
+def test_a_repeated_key_in_legato_stays_that_key(piano):
+    """The comb leaves little of a re-struck key, so the new-key rules leave it alone."""
+    notes = line([(0.5, 67, 90), (0.8, 67, 60), (1.1, 67, 100), (1.4, 65, 70), (1.7, 65, 50)])
+    found = transcribe_array(piano(notes, "TimGM6mb"), SR)
+    assert [n["midi"] for n in found] == [67, 67, 67, 65, 65]
