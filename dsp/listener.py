@@ -23,6 +23,7 @@ from .pitch import (
     energy_below,
     harmonic_energies,
     missing_harmonic_factor,
+    peak_below,
     power_spectrum,
 )
 
@@ -47,6 +48,8 @@ class ListenerParams:
     sure_periods: float = 4.0  # ...when the window holds this many periods
     min_periods: float = 2.0
     max_energy_below: float = 0.08  # see pitch.energy_below
+    peak_below_from_hz: float = 1000.0  # from here up, an estimate with more energy below...
+    max_peak_below: float = 0.1  # ...passes when no peak below is this strong (peak_below)
     spectral_check: bool = True
     harmonic_check: bool = True  # see pitch.missing_harmonic_factor
     harmonic_check_periods: float = 4.0  # periods of the estimate the window must hold for it
@@ -58,10 +61,22 @@ class ListenerParams:
     legato_key_periods: float = 4.0  # periods of the estimate the window must hold for it
     legato_key_ratio: float = 1.2  # a neighbouring key must explain this much more of the rise
     agree_semitones: float = 0.4
+    run_windows: int = 3  # this many agreeing estimates in a row decide...
+    run_confidence: float = 0.35  # ...when each has at least this confidence (see _steady_run)
+    run_octave_margin: float = 0.1  # the period must be this much more alike than half of it
     release_drop_db: float = 40.0  # note-off when the level falls this far below its peak
     release_above_floor_db: float = 6.0
     velocity_floor_dbfs: float = -60.0  # level that maps to velocity 1
     velocity_range_db: float = 54.0  # ...and this many dB above it to velocity 127
+
+
+def _similarity(window: np.ndarray, lag: float) -> float:
+    """How alike the window is to itself `lag` samples later (rounded): 1 the same, 0 unrelated,
+    -1 opposite (2 * correlation / the two parts' energies)."""
+    shift = max(1, round(lag))
+    early, late = window[:-shift], window[shift:]
+    energy = float(np.dot(early, early)) + float(np.dot(late, late))
+    return 2.0 * float(np.dot(early, late)) / energy if energy > 0.0 else 0.0
 
 
 def analysis_factor(sample_rate: int) -> int:
@@ -129,6 +144,8 @@ class NoteListener:
         self._floor = NoiseFloor(self.hop / self.rate)
         self._skip = round(p.strike_skip_s * self.rate)
         self._strike_chunk = max(8, self.hop // 16)
+        # Two periods of the lowest key: see _steady_run.
+        self._run_window = 2.0 * self.rate / midi_to_freq(p.lowest_midi, p.a4_hz)
         self._pending: _PendingNote | None = None
         self._sounding: _SoundingNote | None = None
         self.level_dbfs = -120.0
@@ -374,7 +391,40 @@ class NoteListener:
             abs(latest.midi_float - before.midi_float) < p.agree_semitones
             and min(latest.confidence, before.confidence) >= p.min_confidence
         )
-        return agree and self._no_energy_below(latest)
+        return (agree or self._steady_run(estimates)) and self._no_energy_below(latest)
+
+    def _steady_run(self, estimates: list[PitchEstimate]) -> bool:
+        """Whether the last `run_windows` estimates all found the latest's pitch, each with
+        at least `run_confidence`. Room noise and reverberation lower YIN's confidence in a
+        soft bass note's period (they are part of every window, the note only a part) but do
+        not move the period: window after growing window finding the same one is evidence
+        no single window gives. Only windows that hold two periods of the lowest key count:
+        in a shorter one YIN cannot see a lower note's period and, in a room, finds one as
+        steadily in an upper partial or the delay of an early reflection. And the window's
+        power must lie at or above the note, counting down to the lowest bins: a rumble
+        below 20 Hz (pink noise has most of its power there) gives YIN a steady "period"
+        near the window's longest lag, as steady as a bass string's."""
+        p = self.params
+        if p.run_windows < 2 or len(estimates) < p.run_windows:
+            return False
+        run = estimates[-p.run_windows :]
+        if run[0].window < self._run_window:
+            return False
+        latest = run[-1]
+        if not all(
+            e.confidence >= p.run_confidence
+            and abs(e.midi_float - latest.midi_float) < p.agree_semitones
+            for e in run
+        ):
+            return False
+        window = self._buffer[self._filled - latest.window : self._filled]
+        below = energy_below(window, latest.freq_hz, round(self.rate), lowest_hz=0.0)
+        if below > p.max_energy_below:
+            return False
+        # With no dip below YIN's tolerance, YIN takes its deepest, and twice the period
+        # dips about as deep as the period itself: a run an octave low is not a decision.
+        period = self.rate / latest.freq_hz
+        return _similarity(window, period / 2) < _similarity(window, period) - p.run_octave_margin
 
     def _suspiciously_low(self, e: PitchEstimate) -> bool:
         """Far below the note still ringing, YIN may have found the period the two strings
@@ -388,8 +438,15 @@ class NoteListener:
         )
 
     def _no_energy_below(self, e: PitchEstimate) -> bool:
+        p = self.params
         window = self._buffer[self._filled - e.window : self._filled]
-        return energy_below(window, e.freq_hz, round(self.rate)) <= self.params.max_energy_below
+        rate = round(self.rate)
+        if energy_below(window, e.freq_hz, rate) <= p.max_energy_below:
+            return True
+        # A treble note is judged by the strongest peak below it instead (see peak_below).
+        return e.freq_hz >= p.peak_below_from_hz and (
+            peak_below(window, e.freq_hz, rate) <= p.max_peak_below
+        )
 
     def _give_up_or_guess(self, pending: _PendingNote, events: list[NoteEvent]) -> None:
         candidates = [e for e in pending.estimates if self._in_range(e)]

@@ -148,8 +148,10 @@ def hann(size: int) -> np.ndarray:
     return window
 
 
-def energy_below(samples: np.ndarray, freq_hz: float, sample_rate: int) -> float:
-    """Fraction of the power (above 20 Hz) that lies below 0.75 x `freq_hz`.
+def energy_below(
+    samples: np.ndarray, freq_hz: float, sample_rate: int, lowest_hz: float = 20.0
+) -> float:
+    """Fraction of the power (above `lowest_hz`) that lies below 0.75 x `freq_hz`.
 
     Early in a bass note YIN can lock onto a strong upper partial, because the window is still
     shorter than the true period. The lower partials are already there, though, smeared over
@@ -158,10 +160,30 @@ def energy_below(samples: np.ndarray, freq_hz: float, sample_rate: int) -> float
     n_fft = max(1024, 1 << (2 * len(samples) - 1).bit_length())
     power = np.abs(np.fft.rfft(samples * hann(len(samples)), n_fft)) ** 2
     bin_hz = sample_rate / n_fft
-    lowest = int(20.0 / bin_hz) + 1
+    lowest = int(lowest_hz / bin_hz) + 1
     split = max(lowest, int(0.75 * freq_hz / bin_hz))
     total = float(power[lowest:].sum())
     return float(power[lowest:split].sum()) / total if total > 0.0 else 0.0
+
+
+def peak_below(samples: np.ndarray, freq_hz: float, sample_rate: int) -> float:
+    """The strongest spectral peak (above 20 Hz) below 0.75 x `freq_hz`, as a fraction of the
+    strongest within +-3 % of `freq_hz`.
+
+    What `energy_below` guards against is a lower note that really sounds: a bass note whose
+    upper partial YIN took, or the fundamental an octave down. Such a note is a peak as
+    strong as the estimate's own. Under a treble note the energy below is mostly spread
+    thin instead: the hammer's knock and, in a room, its reverberation, which outlast a soft
+    top note and can hold a third of a window without one peak near the note's."""
+    n_fft = max(1024, 1 << (2 * len(samples) - 1).bit_length())
+    power = np.abs(np.fft.rfft(samples * hann(len(samples)), n_fft)) ** 2
+    bin_hz = sample_rate / n_fft
+    lowest = int(20.0 / bin_hz) + 1
+    split = max(lowest, int(0.75 * freq_hz / bin_hz))
+    near = power[int(0.97 * freq_hz / bin_hz) : int(1.03 * freq_hz / bin_hz) + 2]
+    own = float(near.max()) if len(near) else 0.0
+    below = float(power[lowest:split].max()) if split > lowest else 0.0
+    return below / own if own > 0.0 else 1.0
 
 
 class SpectralCheck:
