@@ -148,6 +148,18 @@ def hann(size: int) -> np.ndarray:
     return window
 
 
+def _spectrum_split(
+    samples: np.ndarray, freq_hz: float, sample_rate: int, lowest_hz: float
+) -> tuple[np.ndarray, float, int, int]:
+    """Power spectrum of the Hann-windowed samples (zero-padded to twice their length or
+    more), its bin width, the first bin above `lowest_hz` and the first at 0.75 x `freq_hz`."""
+    n_fft = max(1024, 1 << (2 * len(samples) - 1).bit_length())
+    power = np.abs(np.fft.rfft(samples * hann(len(samples)), n_fft)) ** 2
+    bin_hz = sample_rate / n_fft
+    lowest = int(lowest_hz / bin_hz) + 1
+    return power, bin_hz, lowest, max(lowest, int(0.75 * freq_hz / bin_hz))
+
+
 def energy_below(
     samples: np.ndarray, freq_hz: float, sample_rate: int, lowest_hz: float = 20.0
 ) -> float:
@@ -157,11 +169,7 @@ def energy_below(
     shorter than the true period. The lower partials are already there, though, smeared over
     a short window: a real note has almost nothing below its fundamental, a partial has plenty.
     """
-    n_fft = max(1024, 1 << (2 * len(samples) - 1).bit_length())
-    power = np.abs(np.fft.rfft(samples * hann(len(samples)), n_fft)) ** 2
-    bin_hz = sample_rate / n_fft
-    lowest = int(lowest_hz / bin_hz) + 1
-    split = max(lowest, int(0.75 * freq_hz / bin_hz))
+    power, _, lowest, split = _spectrum_split(samples, freq_hz, sample_rate, lowest_hz)
     total = float(power[lowest:].sum())
     return float(power[lowest:split].sum()) / total if total > 0.0 else 0.0
 
@@ -175,11 +183,7 @@ def peak_below(samples: np.ndarray, freq_hz: float, sample_rate: int) -> float:
     strong as the estimate's own. Under a treble note the energy below is mostly spread
     thin instead: the hammer's knock and, in a room, its reverberation, which outlast a soft
     top note and can hold a third of a window without one peak near the note's."""
-    n_fft = max(1024, 1 << (2 * len(samples) - 1).bit_length())
-    power = np.abs(np.fft.rfft(samples * hann(len(samples)), n_fft)) ** 2
-    bin_hz = sample_rate / n_fft
-    lowest = int(20.0 / bin_hz) + 1
-    split = max(lowest, int(0.75 * freq_hz / bin_hz))
+    power, bin_hz, lowest, split = _spectrum_split(samples, freq_hz, sample_rate, 20.0)
     near = power[int(0.97 * freq_hz / bin_hz) : int(1.03 * freq_hz / bin_hz) + 2]
     own = float(near.max()) if len(near) else 0.0
     below = float(power[lowest:split].max()) if split > lowest else 0.0
