@@ -48,7 +48,7 @@ NON_PIANO_SOUNDS: tuple[str, ...] = ("speech", "other")
 DEFAULT_THRESHOLDS: Mapping[str, float] = MappingProxyType(
     {
         "smoke_alarm": 0.5,
-        "doorbell": 0.6,
+        "doorbell": 0.5,
         "knock": 0.5,
         "baby_cry": 0.5,
         "dog_bark": 0.5,

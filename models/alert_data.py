@@ -7,7 +7,7 @@ file, named in `HELD_OUT`), never at random, so no recording is heard in trainin
 benchmark. Where real recordings are scarce the alert is synthesized (smoke-alarm T3/T4
 patterns, chimes, ring tones, knocks, sirens, breaking glass). Speech is synthesized with
 espeak-ng (no real speech recordings are available to the project); training and evaluation
-use different voices. Piano comes from FluidSynth (FluidR3_GM, TimGM6mb for training;
+use different voices. Piano comes from FluidSynth (FluidR3_GM, TimGM6mb, csound for training;
 MuseScore_General only for evaluation) and the real piano recordings in `../shared/data/piano`.
 
 Every alert window is mixed, half the time, with piano 0-20 dB louder than the alert, and
@@ -29,6 +29,7 @@ import numpy as np
 from notesight.dsp.alerts import CLASSES
 from notesight.dsp.augment import add_reverb, pink_noise
 from notesight.dsp.features import SAMPLE_RATE, WINDOW
+from notesight.models import note_data
 
 SR = SAMPLE_RATE
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -399,7 +400,9 @@ def speech_sources(count: int, split: str, seed: int) -> list[Source]:
 
 
 # -- piano ----------------------------------------------------------------------------------
-TRAIN_PIANOS = ("FluidR3_GM", "TimGM6mb")
+# The note model's training pianos: FluidR3_GM, TimGM6mb and csound's GM bank (three timbres;
+# with two, the classifier learnt those two pianos and called another piano's treble an alarm).
+TRAIN_PIANOS = note_data.TRAIN_PIANOS
 TEST_PIANOS = ("MuseScore_General",)  # the project's unseen evaluation piano
 
 
@@ -462,6 +465,26 @@ def rendered_piano(
     return pieces
 
 
+def varied_piano(pianos: Iterable[str], count: int, seed: int, cache: Path) -> list[np.ndarray]:
+    """`count` clips of 20 s per soundfont from the note model's generators (`note_data`):
+    chords, runs, repeated single keys and melodies over all 88 keys, which `piano_piece`
+    (mid-keyboard music) never plays: the top octave's runs and repeated keys are the piano
+    sounds most like a beeping alarm."""
+    from notesight.device.synth import find_soundfont, render_notes_cached
+
+    names = sorted(note_data.GENERATORS)
+    clips = []
+    for piano in pianos:
+        font = find_soundfont(piano)
+        for k in range(count):
+            rng = np.random.default_rng(seed + k)
+            name = names[k % len(names)]
+            notes = note_data.GENERATORS[name](rng, note_data.CLIP_S)
+            label = f"alerts_{name}{seed + k}_{piano}"
+            clips.append(render_notes_cached(notes, font, cache, SR, label=label))
+    return clips
+
+
 def real_piano(piano_dir: Path, split: str) -> list[np.ndarray]:
     """Real piano: the SMD Chopin take (first 60 s for training, the rest for evaluation), and
     for training the Salamander notes strung together, for evaluation the madmom sample."""
@@ -486,7 +509,7 @@ def real_piano(piano_dir: Path, split: str) -> list[np.ndarray]:
 
 # -- mixing ---------------------------------------------------------------------------------
 FRAME = int(0.02 * SR)
-PIANO_SHARE = 4  # piano-alone windows per class's share
+PIANO_SHARE = 6  # piano-alone windows per class's share
 
 
 def frame_db(audio: np.ndarray) -> np.ndarray:

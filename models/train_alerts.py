@@ -38,7 +38,7 @@ log = logging.getLogger("notesight.train_alerts")
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "alerts.tflite"
 DEFAULT_CACHE = data.REPO_ROOT / "build" / "alerts-cache"
-RECIPE_VERSION = 2
+RECIPE_VERSION = 3
 DEV_PIECES = 6  # per training soundfont, for suggest_thresholds
 DEV_UTTERANCES = 40  # bump when the data or features change, so cached features are redone
 
@@ -51,6 +51,7 @@ class Recipe:
     synth_per_class: int = 60  # synthesized sounds per synthesized class
     speech_utterances: int = 80
     piano_pieces: int = 12  # random pieces per training soundfont
+    varied_piano_clips: int = 8  # note-model generator clips (all 88 keys) per soundfont
     epochs: int = 14
     batch: int = 64
     seed: int = 1
@@ -65,6 +66,7 @@ class Recipe:
             synth_per_class=2,
             speech_utterances=2,
             piano_pieces=1,
+            varied_piano_clips=1,
             epochs=1,
             batch=32,
             real_data=False,
@@ -105,6 +107,7 @@ def gather_pianos(recipe: Recipe, cache: Path) -> list[np.ndarray]:
     pianos = data.rendered_piano(
         data.TRAIN_PIANOS, recipe.piano_pieces, 100 * recipe.seed, cache, programs=(0, 1, 3)
     )
+    pianos += data.varied_piano(data.TRAIN_PIANOS, recipe.varied_piano_clips, recipe.seed, cache)
     piano_dir = data.SHARED_DATA / "piano"
     if recipe.real_data and piano_dir.is_dir():
         pianos += data.real_piano(piano_dir, "train")
