@@ -25,6 +25,7 @@ from .pitch import (
     missing_harmonic_factor,
     peak_below,
     power_spectrum,
+    split_by_multiples,
 )
 
 
@@ -57,6 +58,10 @@ class ListenerParams:
     comb_margin: float = 0.0  # confidence the legato comb must gain over the raw estimate
     legato_new_power: float = 0.35  # ...or the comb's output power, of the window's, when
     # YIN found the old note again (see NoteListener._old_note_masks_new)
+    legato_below_check: bool = True  # see NoteListener._only_old_note_below
+    legato_below_ratio: float = 0.1  # ...a lower note's other harmonics must stay under this
+    legato_below_beats: float = 3.0  # ...and the window must hold this many beats between a
+    # lower candidate and the old note's nearest partial
     legato_key_check: bool = True  # see NoteListener._check_neighbour_keys
     legato_key_periods: float = 4.0  # periods of the estimate the window must hold for it
     legato_key_ratio: float = 1.2  # a neighbouring key must explain this much more of the rise
@@ -77,6 +82,15 @@ def _similarity(window: np.ndarray, lag: float) -> float:
     early, late = window[:-shift], window[shift:]
     energy = float(np.dot(early, early)) + float(np.dot(late, late))
     return 2.0 * float(np.dot(early, late)) / energy if energy > 0.0 else 0.0
+
+
+_BELOW_FACTORS = (2, 3, 4, 5)  # the lower notes an estimate may be an upper partial of
+
+
+def _whole_multiple(ratio: float, tolerance: float = 0.03) -> int:
+    """The whole number `ratio` is within `tolerance` (relative) of, else 0."""
+    whole = round(ratio)
+    return whole if whole >= 1 and abs(ratio - whole) <= tolerance * whole else 0
 
 
 def analysis_factor(sample_rate: int) -> int:
@@ -268,7 +282,32 @@ class NoteListener:
             return combed, other
         if self._old_note_masks_new(window, combed, estimate, other):
             return combed, other
+        if self._shared_period(estimate, other):
+            return combed, other
         return window, estimate
+
+    def _shared_period(self, estimate: PitchEstimate, other: PitchEstimate) -> bool:
+        """Whether YIN found the period the old and the new string share. Two notes a fourth
+        or a third apart (3:4, 4:5, 5:6) repeat together only every 3-6 of their periods, and
+        over a window that holds that period YIN finds it with more confidence than either
+        note alone; the harmonic check can tell only once the window holds four of these long
+        periods (50 ms and more). When the old note's frequency is a whole multiple of YIN's
+        and the comb's answer, with the old note removed, is another multiple of it, the comb
+        has heard the new note."""
+        sounding = self._sounding
+        assert sounding is not None
+        if other.confidence < self.params.min_confidence:
+            return False
+        if abs(other.midi_float - sounding.midi) < 0.5:
+            return False
+        old = _whole_multiple(sounding.freq_hz / estimate.freq_hz)
+        new = _whole_multiple(other.freq_hz / estimate.freq_hz)
+        if old < 2 or new < 2 or new == old:
+            return False
+        # The comb can also leave the new note's octave (it weakens the fundamental): then
+        # the fundamental lies below the comb's answer, and YIN's long period, which the
+        # harmonic check resolves later, is the safer one to keep.
+        return self._no_energy_below(other)
 
     def _old_note_masks_new(
         self,
@@ -443,10 +482,67 @@ class NoteListener:
         rate = round(self.rate)
         if energy_below(window, e.freq_hz, rate) <= p.max_energy_below:
             return True
+        if self._only_old_note_below(e):
+            return True
         # A treble note is judged by the strongest peak below it instead (see peak_below).
         return e.freq_hz >= p.peak_below_from_hz and (
             peak_below(window, e.freq_hz, rate) <= p.max_peak_below
         )
+
+    def _only_old_note_below(self, e: PitchEstimate) -> bool:
+        """Whether the energy below the estimate is the old string's, which rings on in
+        legato (a fourth below lies right at energy_below's 0.75 split) and would otherwise
+        hold back every estimate above it until the longest window is given up. What the
+        strike added has the new note only; the estimate is an upper partial of a lower new
+        note (an octave, a twelfth... up: YIN's and the comb's usual slip) exactly when,
+        for some k, the harmonics of freq / k that are not multiples of k rose too."""
+        p = self.params
+        if not p.legato_below_check:
+            return False
+        sounding = self._sounding
+        if sounding is None:
+            return False
+        # The rise shows a lower note only where the window tells it from the old string's
+        # partials: a candidate f/k within a few Hz of one of them (a repeated key, a
+        # semitone) is lost in the old partial's lobe, before and after the strike alike.
+        if not all(self._apart_from_old_partials(e.freq_hz / k, e.window) for k in _BELOW_FACTORS):
+            return False
+        return not any(self._lower_note_rose(e.freq_hz, k, e.window) for k in _BELOW_FACTORS)
+
+    def _apart_from_old_partials(self, freq_hz: float, size: int) -> bool:
+        """Whether a window of `size` samples tells `freq_hz` from the sounding note's
+        nearest partial: it holds `legato_below_beats` beats between the two."""
+        sounding = self._sounding
+        if sounding is None:
+            return True
+        nearest = max(1, round(freq_hz / sounding.freq_hz)) * sounding.freq_hz
+        return size / self.rate * abs(freq_hz - nearest) >= self.params.legato_below_beats
+
+    def _lower_note_rose(self, freq_hz: float, k: int, size: int) -> bool:
+        """Whether the strike added a note at freq_hz / k: its harmonics that are not
+        multiples of k rose too (see `pitch.missing_harmonic_factor` for the idea). True, the
+        safe answer, when no note sounds or the buffer does not reach back before the strike."""
+        rise = self._rise_since_strike(size)
+        if rise is None:
+            return True
+        bin_hz = self.rate / (2 * (len(rise) - 1))
+        top_hz = min(0.45 * self.rate, 8.5 * freq_hz)
+        shared, other = split_by_multiples(harmonic_energies(rise, bin_hz, freq_hz / k, top_hz), k)
+        return shared <= 0.0 or other >= self.params.legato_below_ratio * shared
+
+    def _rise_since_strike(self, size: int) -> np.ndarray | None:
+        """While a note sounds: the power spectrum of the newest `size` samples less that of
+        the `size` samples just before the pending strike (clipped at 0), or None when no
+        note sounds or the buffer does not reach back that far."""
+        pending = self._pending
+        if self._sounding is None or pending is None:
+            return None
+        strike = self._filled - (self._position - pending.onset)
+        if strike - size < 0:
+            return None
+        rise = power_spectrum(self._buffer[self._filled - size : self._filled])
+        rise -= power_spectrum(self._buffer[strike - size : strike])
+        return np.maximum(rise, 0.0, out=rise)
 
     def _give_up_or_guess(self, pending: _PendingNote, events: list[NoteEvent]) -> None:
         candidates = [e for e in pending.estimates if self._in_range(e)]
