@@ -247,7 +247,7 @@ class NoteListener:
         if self.params.harmonic_check and estimate is not None:
             estimate = self._check_harmonics(pending, window, estimate)
         if self._sounding is not None and estimate is not None and self.params.legato_key_check:
-            estimate = self._check_neighbour_keys(pending, size, estimate)
+            estimate = self._check_neighbour_keys(size, estimate)
         if estimate is not None:
             pending.estimates.append(estimate)
             if self._accept(pending.estimates):
@@ -378,9 +378,7 @@ class NoteListener:
         midi_float = freq_to_midi(freq, self.params.a4_hz)
         return PitchEstimate(freq, estimate.confidence, size, midi_float, size * freq / self.rate)
 
-    def _check_neighbour_keys(
-        self, pending: _PendingNote, size: int, estimate: PitchEstimate
-    ) -> PitchEstimate:
+    def _check_neighbour_keys(self, size: int, estimate: PitchEstimate) -> PitchEstimate:
         """In legato YIN's period is pulled towards the old note's, so the estimate can land
         on a key next to the new one. What the strike added to the spectrum (this window's
         power less that of the same length just before the strike) has the new note's
@@ -388,12 +386,9 @@ class NoteListener:
         p = self.params
         if estimate.periods < p.legato_key_periods:
             return estimate
-        strike = self._filled - (self._position - pending.onset)
-        if strike - size < 0:
+        rise = self._rise_since_strike(size)
+        if rise is None:
             return estimate
-        window = self._buffer[self._filled - size : self._filled]
-        rise = power_spectrum(window) - power_spectrum(self._buffer[strike - size : strike])
-        np.maximum(rise, 0.0, out=rise)
         bin_hz = self.rate / (2 * (len(rise) - 1))
         top_hz = 0.45 * self.rate
         key = round(estimate.midi_float)
