@@ -502,7 +502,11 @@ class NoteListener:
         # semitone) is lost in the old partial's lobe, before and after the strike alike.
         if not all(self._apart_from_old_partials(e.freq_hz / k, e.window) for k in _BELOW_FACTORS):
             return False
-        return not any(self._lower_note_rose(e.freq_hz, k, e.window) for k in _BELOW_FACTORS)
+        # The same window for every k: one pair of spectra serves them all.
+        rise = self._rise_since_strike(e.window)
+        if rise is None:
+            return False  # no view before the strike: a lower new note can't be ruled out
+        return not any(self._lower_note_rose(rise, e.freq_hz, k) for k in _BELOW_FACTORS)
 
     def _apart_from_old_partials(self, freq_hz: float, size: int) -> bool:
         """Whether a window of `size` samples tells `freq_hz` from the sounding note's
@@ -513,13 +517,10 @@ class NoteListener:
         nearest = max(1, round(freq_hz / sounding.freq_hz)) * sounding.freq_hz
         return size / self.rate * abs(freq_hz - nearest) >= self.params.legato_below_beats
 
-    def _lower_note_rose(self, freq_hz: float, k: int, size: int) -> bool:
-        """Whether the strike added a note at freq_hz / k: its harmonics that are not
-        multiples of k rose too (see `pitch.missing_harmonic_factor` for the idea). True, the
-        safe answer, when no note sounds or the buffer does not reach back before the strike."""
-        rise = self._rise_since_strike(size)
-        if rise is None:
-            return True
+    def _lower_note_rose(self, rise: np.ndarray, freq_hz: float, k: int) -> bool:
+        """Whether the strike added a note at freq_hz / k, judged on `rise` (what the strike
+        added to the power spectrum): its harmonics that are not multiples of k rose too (see
+        `pitch.missing_harmonic_factor` for the idea)."""
         bin_hz = self.rate / (2 * (len(rise) - 1))
         top_hz = min(0.45 * self.rate, 8.5 * freq_hz)
         shared, other = split_by_multiples(harmonic_energies(rise, bin_hz, freq_hz / k, top_hz), k)
