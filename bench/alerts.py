@@ -3,7 +3,8 @@
     .venv/bin/python bench/alerts.py [--model PATH] [--minutes 30] [--out bench/out]
 
 Runs the daemon's own alert pipeline (`device.classifier.AlertStream`: the LiteRT model, 1 s
-windows every 0.5 s, the default [alerts] thresholds, n of m, cooldown) over:
+windows every [alerts].hop_s, the default [alerts] thresholds, n of m, peak, cooldown; or those of
+`--config FILE`) over:
 
 - events: every held-out real recording of an alert class (ESC-10 fold 5, the Berklee and
   smoke-alarm files named in `models/alert_data.HELD_OUT`, every 5th donateacry cry), cut
@@ -16,7 +17,7 @@ windows every 0.5 s, the default [alerts] thresholds, n of m, cooldown) over:
   half of the SMD Chopin take, the madmom sample) and speech (espeak-ng voices not used in
   training), alone and over piano; every alert raised is a false one.
 - CPU: process time of features + inference per window, as a share of one core at one
-  window per 0.5 s.
+  window per hop.
 
 Prints the per-event confusion matrix and a table of the figures with the issue's targets;
 writes everything to <out>/alerts.json.
@@ -38,7 +39,7 @@ from notesight.device.classifier import AlertModel, AlertStream, model_path, str
 from notesight.device.config import Settings, load_settings
 from notesight.dsp.alerts import ALERT_CLASSES
 from notesight.dsp.augment import add_reverb, pink_noise
-from notesight.dsp.features import HOP_S, SAMPLE_RATE
+from notesight.dsp.features import SAMPLE_RATE
 from notesight.models import alert_data as data
 
 SR = SAMPLE_RATE
@@ -248,11 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     cpu_s = time.process_time() - cpu_started
     minutes = len(stream_audio) / SR / 60
     per_window_ms = 1000 * cpu_s / max(stream.windows, 1)
-    core_share = per_window_ms / 1000 / HOP_S
+    core_share = per_window_ms / 1000 / (stream.hop / SR)  # one window per hop
 
     alerts = settings.alerts
     print(f"model {model.path} ({model.path.stat().st_size} bytes); {len(events)} held-out events")
-    print(f"[alerts] n = {alerts.n}, m = {alerts.m}, thresholds = {alerts.thresholds}")
+    print(
+        f"[alerts] hop_s = {alerts.hop_s}, n = {alerts.n}, m = {alerts.m}, peak = {alerts.peak}, "
+        f"thresholds = {alerts.thresholds}"
+    )
     for condition, title in (
         ("alone", "alone"),
         ("piano", f"with piano {PIANO_LOUDER_DB:.0f} dB louder"),

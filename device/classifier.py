@@ -2,11 +2,11 @@
 
 `AlertModel` runs `models/alerts.tflite` (LiteRT: `ai_edge_litert`, or the older
 `tflite_runtime`). `AlertStream` is the synchronous pipeline the `classify` command uses:
-16 kHz audio in, one 1 s window classified every 0.5 s, `Alert` events out (confirmed by
-`dsp.alerts.AlertConfirmer`), plus the key gate. `ClassifierThread` runs an `AlertStream` on its
-own thread for the daemon: the daemon hands it each audio block with `feed` (never blocks:
-a bounded queue that drops blocks when the classifier falls behind) and picks up alerts with
-`poll`, so classifying never delays a note.
+16 kHz audio in, one 1 s window classified every hop ([alerts].hop_s), `Alert` events out
+(confirmed by `dsp.alerts.AlertConfirmer`), plus the key gate. `ClassifierThread` runs an
+`AlertStream` on its own thread for the daemon: the daemon hands it each audio block with
+`feed` (never blocks: a bounded queue that drops blocks when the classifier falls behind) and
+picks up alerts with `poll`, so classifying never delays a note.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import numpy as np
 
 from notesight.dsp.alerts import CLASSES, AlertConfirmer, AlertRule, KeyGate
 from notesight.dsp.events import Alert, Event, NoteOff, NoteOn
-from notesight.dsp.features import HOP, N_FRAMES, N_MELS, SAMPLE_RATE, WINDOW, log_mel
+from notesight.dsp.features import HOP_S, N_FRAMES, N_MELS, SAMPLE_RATE, WINDOW, log_mel
 
 from .errors import ModelError
 from .litert import open_interpreter
@@ -72,25 +72,36 @@ class StreamSettings:
     rules: Mapping[str, AlertRule]
     timeout_s: float = 30.0
     gate_threshold: float = 0.6
+    hop_s: float = HOP_S  # one window is classified each time this much new audio came in
+
+    @property
+    def hop(self) -> int:
+        """The hop in samples at 16 kHz."""
+        hop = round(self.hop_s * SAMPLE_RATE)
+        if not 0 < hop <= WINDOW:
+            raise ValueError(f"hop_s must be in (0, {WINDOW / SAMPLE_RATE:g}], got {self.hop_s}")
+        return hop
 
 
 def stream_settings(alerts) -> StreamSettings:
     """StreamSettings from the config's AlertSettings."""
     rules = {
-        label: AlertRule(threshold, alerts.n, alerts.m, alerts.cooldown_s)
+        label: AlertRule(threshold, alerts.n, alerts.m, alerts.cooldown_s, alerts.peak)
         for label, threshold in alerts.thresholds.items()
     }
-    return StreamSettings(rules, alerts.timeout_s, alerts.gate_threshold)
+    return StreamSettings(rules, alerts.timeout_s, alerts.gate_threshold, alerts.hop_s)
 
 
 class AlertStream:
-    """16 kHz mono in, `Alert` events out. A window is classified each time HOP new samples
-    have come in; it covers the last WINDOW samples (zeros before the stream began). Alert
-    times are stream seconds at the end of the window that confirmed them, plus `start_s`
-    (how far the daemon's clock is ahead of the audio: where the stream began, plus gaps)."""
+    """16 kHz mono in, `Alert` events out. A window is classified each time `settings.hop`
+    new samples have come in; it covers the last WINDOW samples (zeros before the stream
+    began). Alert times are stream seconds at the end of the window that confirmed them, plus
+    `start_s` (how far the daemon's clock is ahead of the audio: where the stream began, plus
+    gaps)."""
 
     def __init__(self, model: AlertModel, settings: StreamSettings, start_s: float = 0.0) -> None:
         self._model = model
+        self.hop = settings.hop
         self._confirmer = AlertConfirmer(CLASSES, settings.rules, settings.timeout_s)
         self._gate = KeyGate(CLASSES, threshold=settings.gate_threshold)
         self._buffer = np.zeros(WINDOW, np.float32)
@@ -112,12 +123,12 @@ class AlertStream:
         audio = np.asarray(audio, np.float32).reshape(-1)
         events: list[Alert] = []
         while len(audio):
-            take = min(len(audio), HOP - self._pending)
+            take = min(len(audio), self.hop - self._pending)
             self._buffer = np.concatenate([self._buffer[take:], audio[:take]])
             audio = audio[take:]
             self._pending += take
             self._samples += take
-            if self._pending == HOP:
+            if self._pending == self.hop:
                 self._pending = 0
                 events += self._classify()
         return events
@@ -203,6 +214,11 @@ class ClassifierThread:
     @property
     def windows(self) -> int:
         return self._stream.windows
+
+    @property
+    def hop_s(self) -> float:
+        """Seconds of audio between two classified windows ([alerts].hop_s)."""
+        return self._stream.hop / SAMPLE_RATE
 
     def close(self) -> list[Alert]:
         """Classify what is queued, stop the thread, and return the alerts not yet polled

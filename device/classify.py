@@ -1,8 +1,8 @@
 """`notesight classify FILE` and `notesight models train-alerts DIR`.
 
-`classify` runs exactly the daemon's alert pipeline (the model, 1 s windows every 0.5 s,
-[alerts] thresholds, n of m, cooldown and timeout) over a file, as fast as it can, and prints
-one line per confirmed alert.
+`classify` runs exactly the daemon's alert pipeline (the model, 1 s windows every
+[alerts].hop_s, thresholds, n of m, peak, cooldown and timeout) over a file, as fast as it can,
+and prints one line per confirmed alert.
 """
 
 from __future__ import annotations

@@ -454,9 +454,12 @@ class AlertSettings(_Section):
     thresholds: dict[str, float] = Field(
         default_factory=_default_alert_thresholds, json_schema_extra={"rule": _THRESHOLDS_RULE}
     )
-    n: int = Field(2, ge=1, le=10)
+    # seconds between classified 1 s windows; n, m count windows, so they follow it
+    hop_s: float = Field(0.25, ge=0.1, le=1.0)
+    n: int = Field(3, ge=1, le=10)
     # validate_default: an n above the default m is reported against m
-    m: int = Field(3, ge=1, le=10, validate_default=True)
+    m: int = Field(4, ge=1, le=10, validate_default=True)
+    peak: float = Field(0.9, ge=0.0, le=1.0)
     cooldown_s: float = Field(10.0, ge=0.0, le=3600.0)
     timeout_s: float = Field(30.0, ge=1.0, le=3600.0)
     leds: list[str] = Field(default_factory=_every_alert, json_schema_extra={"rule": _ROUTE_RULE})

@@ -1,11 +1,12 @@
 """From per-window class probabilities to confirmed alerts, and the key gate.
 
-The classifier scores a 1 s window every 0.5 s. One loud window is not an alert: a class must
-score over its threshold in N of the last M windows (`AlertRule`) before an `Alert` is raised,
-and once raised it stays up until the class has scored under its threshold for M windows in a
-row (the sound stopped) or `timeout_s` has passed, whichever is first. After an alert ends the
-class is quiet for `cooldown_s`, so one ringing doorbell is one alert, while a smoke alarm that
-keeps beeping past the timeout is raised again after the cooldown.
+The classifier scores a 1 s window every hop (`[alerts].hop_s`, 0.25 s by default). One loud
+window is not an alert: a class must score over its threshold in N of the last M windows, and
+one of those M windows must reach `peak` (`AlertRule`), before an `Alert` is raised. Once raised
+it stays up until the class has scored under its threshold for M windows in a row (the sound
+stopped) or `timeout_s` has passed, whichever is first. After an alert ends the class is quiet
+for `cooldown_s`, so one ringing doorbell is one alert, while a smoke alarm that keeps beeping
+past the timeout is raised again after the cooldown.
 
 `KeyGate` is the same classifier's other use: while it hears speech or other non-piano sound
 and no piano, note-ons are not shown (a voice has a pitch too).
@@ -62,12 +63,20 @@ DEFAULT_THRESHOLDS: Mapping[str, float] = MappingProxyType(
 
 @dataclass(frozen=True, slots=True)
 class AlertRule:
-    """When one class becomes an alert: `n` of the last `m` windows at or over `threshold`."""
+    """When one class becomes an alert: `n` of the last `m` windows at or over `threshold`,
+    and the best of those `m` windows at or over `peak` (0: no such condition).
+
+    Two levels, as in a Schmitt trigger: the threshold says which windows count as evidence,
+    the peak that the classifier was clearly sure at least once. Music the model half-mistakes
+    for an alert (a piano it never heard, read as a doorbell) tends to hover just over the
+    threshold; a real alert, even through the music, usually has one clear window.
+    """
 
     threshold: float = 0.5
     n: int = 2
     m: int = 3
     cooldown_s: float = 10.0
+    peak: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold <= 1.0:
@@ -76,6 +85,8 @@ class AlertRule:
             raise ValueError(f"need 1 <= n <= m, got n={self.n} m={self.m}")
         if self.cooldown_s < 0:
             raise ValueError(f"cooldown_s must be >= 0, got {self.cooldown_s}")
+        if not 0.0 <= self.peak <= 1.0:
+            raise ValueError(f"peak must be in [0, 1], got {self.peak}")
 
 
 @dataclass
@@ -143,7 +154,8 @@ class AlertConfirmer:
                 state.quiet_until_s = stream_s + rule.cooldown_s
                 return Alert(label, float(max(state.recent)), stream_s, active=False)
             return None
-        if len(hits) >= rule.n and stream_s >= state.quiet_until_s:
+        sure = bool(hits) and max(state.recent) >= rule.peak
+        if len(hits) >= rule.n and sure and stream_s >= state.quiet_until_s:
             state.active = True
             state.started_s = stream_s
             return Alert(label, float(max(hits)), stream_s, active=True)

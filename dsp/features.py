@@ -16,7 +16,9 @@ import numpy as np
 
 SAMPLE_RATE = 16000  # the classifier's rate: everything above 8 kHz is dropped
 WINDOW_S = 1.0  # one classification looks at this much audio
-HOP_S = 0.5  # and one is made this often
+# and one is made this often by default ([alerts].hop_s): more often only costs CPU, and lets
+# the n-of-m confirmation decide on finer steps (models/alerts.md has the measurements)
+HOP_S = 0.25
 WINDOW = int(SAMPLE_RATE * WINDOW_S)
 HOP = int(SAMPLE_RATE * HOP_S)
 N_FFT = 512  # 32 ms frames: resolves a 3 kHz beep and a knock's transient alike
@@ -92,8 +94,9 @@ def log_mel_batch(windows: np.ndarray) -> np.ndarray:
     )
 
 
-def window_starts(n_samples: int) -> np.ndarray:
-    """Start sample of every full window a stream of `n_samples` yields, one per HOP; the
-    first window ends at HOP (half a window of leading silence), as the runtime does."""
-    ends = np.arange(HOP, n_samples + 1, HOP)
+def window_starts(n_samples: int, hop: int = HOP) -> np.ndarray:
+    """Start sample of every full window a stream of `n_samples` yields, one per `hop`
+    samples; the first window ends at `hop` (the rest of it is leading silence), as the
+    runtime does."""
+    ends = np.arange(hop, n_samples + 1, hop)
     return ends - WINDOW

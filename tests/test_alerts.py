@@ -90,6 +90,8 @@ def test_filterbank_covers_50_hz_to_8_khz():
 def test_window_starts_one_per_hop():
     starts = window_starts(3 * SAMPLE_RATE)
     assert list(starts + WINDOW) == list(range(HOP, 3 * SAMPLE_RATE + 1, HOP))
+    half_second = window_starts(3 * SAMPLE_RATE, hop=SAMPLE_RATE // 2)
+    assert list(half_second + WINDOW) == [8000, 16000, 24000, 32000, 40000, 48000]
 
 
 # -- confirmation -----------------------------------------------------------------------------
@@ -161,6 +163,22 @@ def test_flush_ends_the_alerts_still_up():
     assert confirmer.active == ()
 
 
+def test_peak_needs_one_sure_window_among_the_last_m():
+    own = {name: AlertRule(threshold=0.5, n=2, m=3, peak=0.9) for name in ALERT_CLASSES}
+    # hovering over the threshold: windows count, but none is sure enough
+    assert feed_all(AlertConfirmer(CLASSES, own), [0.6, 0.7, 0.89, 0.6, 0.8, 0.7]) == []
+    # one sure window among the last three raises it, even when it is not the newest
+    events = feed_all(AlertConfirmer(CLASSES, own), [0.6, 0.95, 0.6])
+    assert events == [Alert("doorbell", 0.95, 1.0, active=True)]
+    # the sure window alone is not enough either: n still holds
+    assert feed_all(AlertConfirmer(CLASSES, own), [0.0, 0.95, 0.0, 0.0]) == []
+
+
+def test_a_sure_window_that_left_the_last_m_no_longer_counts():
+    own = {name: AlertRule(threshold=0.5, n=2, m=3, peak=0.9) for name in ALERT_CLASSES}
+    assert feed_all(AlertConfirmer(CLASSES, own), [0.95, 0.3, 0.3, 0.6, 0.6]) == []
+
+
 def test_classes_without_a_rule_are_never_raised():
     confirmer = AlertConfirmer(CLASSES, rules())
     assert feed_all(confirmer, [1.0] * 6, label="speech") == []
@@ -175,6 +193,8 @@ def test_classes_without_a_rule_are_never_raised():
         lambda: AlertRule(n=4, m=3),
         lambda: AlertRule(n=0, m=3),
         lambda: AlertRule(cooldown_s=-1),
+        lambda: AlertRule(peak=-0.1),
+        lambda: AlertRule(peak=1.1),
         lambda: AlertConfirmer(CLASSES, {"fire": AlertRule()}),
         lambda: AlertConfirmer(CLASSES, {}, timeout_s=0),
     ],
@@ -221,7 +241,8 @@ def test_alert_defaults():
     assert alerts.enabled and alerts.gate_keys
     assert alerts.thresholds == dict(DEFAULT_THRESHOLDS)
     assert set(alerts.thresholds) == set(ALERT_CLASSES)
-    assert (alerts.n, alerts.m, alerts.cooldown_s, alerts.timeout_s) == (2, 3, 10.0, 30.0)
+    assert (alerts.n, alerts.m, alerts.cooldown_s, alerts.timeout_s) == (3, 4, 10.0, 30.0)
+    assert (alerts.hop_s, alerts.peak) == (HOP / SAMPLE_RATE, 0.9) == (0.25, 0.9)
     for route in (alerts.leds, alerts.motor, alerts.oled, alerts.mqtt):
         assert route == list(ALERT_CLASSES)
 
@@ -256,10 +277,15 @@ def test_routes_can_be_emptied():
         ("n = 0", "[alerts].n: must be a whole number from 1 to 10 (got 0)"),
         ("m = 11", "[alerts].m: must be a whole number from 1 to 10 (got 11)"),
         (
-            "n = 4",
-            "[alerts].m: must be at least n (4): an alert needs n of the last m windows (got 3)",
+            "n = 5",
+            "[alerts].m: must be at least n (5): an alert needs n of the last m windows (got 4)",
         ),
         ("cooldown_s = -1.0", "[alerts].cooldown_s: must be a number from 0 to 3600 (got -1.0)"),
+        ("hop_s = 0.05", "[alerts].hop_s: must be a number from 0.1 to 1 (got 0.05)"),
+        ("hop_s = 1.5", "[alerts].hop_s: must be a number from 0.1 to 1 (got 1.5)"),
+        ('hop_s = "0.25"', "[alerts].hop_s: must be a number from 0.1 to 1, written without"),
+        ("peak = -0.5", "[alerts].peak: must be a number from 0 to 1 (got -0.5)"),
+        ("peak = 2.0", "[alerts].peak: must be a number from 0 to 1 (got 2.0)"),
         ("timeout_s = 0.5", "[alerts].timeout_s: must be a number from 1 to 3600 (got 0.5)"),
         (
             'leds = ["doorbel"]',
