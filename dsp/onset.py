@@ -14,6 +14,9 @@ from collections import deque
 import aubio
 import numpy as np
 
+# Hops of log spectra the onset detector keeps before moving the two newest back.
+_RING = 64
+
 
 class OnsetDetector:
     """Call `process(hop, level_dbfs, floor_dbfs)` once per hop; returns the onset strength
@@ -39,12 +42,13 @@ class OnsetDetector:
         freqs = np.fft.rfftfreq(frame_size, 1.0 / sample_rate)
         self._band = slice(int(np.searchsorted(freqs, 25.0)), int(np.searchsorted(freqs, 8000.0)))
         self._band_bins = self._band.stop - self._band.start
-        # Log spectra of the hop before and the one before that, plus two scratch arrays that
-        # take turns with them, so that nothing is allocated per hop.
-        self._previous = np.zeros(self._band_bins, np.float32)
-        self._two_back = np.zeros(self._band_bins, np.float32)
-        self._spare = np.zeros(self._band_bins, np.float32)
-        self._rise = np.zeros(self._band_bins, np.float32)
+        # The log spectra of past hops, newest first: row `_row` holds this hop's and the two
+        # rows after it the two hops before, so that one broadcast subtraction gives both
+        # rises. Rows fill from the end towards 0; at 0 the two newest move back to the end
+        # (once every _RING hops), so nothing is allocated or copied on most hops.
+        self._spectra = np.zeros((_RING + 2, self._band_bins), np.float32)
+        self._row = _RING
+        self._rises = np.zeros((2, self._band_bins), np.float32)
         self.flux2 = 0.0  # the rise over two hops, set by flux()
         # float32 constants: a Python float operand costs numpy a conversion on every call.
         self._scale = np.array(100.0, np.float32)
@@ -72,19 +76,23 @@ class OnsetDetector:
     def flux(self, hop: np.ndarray) -> float:
         """The rise of the log spectrum since the last hop; the rise since the hop before
         that goes to `flux2`."""
-        # In-place arithmetic on preallocated arrays: this runs every hop.
-        spectrum, rise, zero = self._spare, self._rise, self._zero
+        # In-place arithmetic on preallocated arrays, both rises at once: this runs every hop
+        # on small arrays, where numpy's per-call overhead is most of the cost.
+        row = self._row - 1
+        if row < 0:
+            self._spectra[_RING:] = self._spectra[:2]
+            row = _RING - 1
+        self._row = row
+        spectra, rises = self._spectra, self._rises
+        spectrum = spectra[row]
         np.multiply(self._stft(hop).norm[self._band], self._scale, out=spectrum)
         np.log1p(spectrum, out=spectrum)
-        np.subtract(spectrum, self._previous, out=rise)
-        np.maximum(rise, zero, out=rise)
+        np.subtract(spectrum, spectra[row + 1 : row + 3], out=rises)
+        np.maximum(rises, self._zero, out=rises)
         # np.add.reduce is what ndarray.sum() calls, without its Python-level wrapper.
-        flux = float(np.add.reduce(rise)) / self._band_bins
-        np.subtract(spectrum, self._two_back, out=rise)
-        np.maximum(rise, zero, out=rise)
-        self.flux2 = float(np.add.reduce(rise)) / self._band_bins
-        self._spare, self._two_back, self._previous = self._two_back, self._previous, spectrum
-        return flux
+        flux, flux2 = np.add.reduce(rises, axis=1).tolist()
+        self.flux2 = flux2 / self._band_bins
+        return flux / self._band_bins
 
     def process(self, hop: np.ndarray, level_dbfs: float, floor_dbfs: float) -> float | None:
         flux = self.flux(hop)
