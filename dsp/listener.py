@@ -22,6 +22,7 @@ from .pitch import (
     SpectralCheck,
     energy_below,
     harmonic_energies,
+    low_passed,
     missing_harmonic_factor,
     peak_below,
     power_spectrum,
@@ -48,6 +49,11 @@ class ListenerParams:
     sure_confidence: float = 0.93  # or above this...
     sure_periods: float = 4.0  # ...when the window holds this many periods
     min_periods: float = 2.0
+    stiff_below_confidence: float = 0.93  # below this, YIN also hears only the lowest...
+    stiff_partials: float = 3.5  # ...partials, up to this many times its frequency,
+    stiff_from_hz: float = 300.0  # for estimates from here up; it wins when it is this...
+    stiff_margin: float = 0.1  # ...much more confident
+    # (see NoteListener._stiff_string_estimate)
     max_energy_below: float = 0.08  # see pitch.energy_below
     peak_below_from_hz: float = 1000.0  # from here up, an estimate with more energy below...
     max_peak_below: float = 0.1  # ...passes when no peak below is this strong (peak_below)
@@ -240,6 +246,8 @@ class NoteListener:
             return  # nothing new to look at until the next window length fits
         window = self._buffer[self._filled - size : self._filled]
         estimate = self._pitch.estimate(window, self.params.a4_hz)
+        if estimate is not None and self._may_be_stiff(estimate):
+            estimate = self._stiff_string_estimate(window, estimate)
         if self._sounding is not None:
             window, estimate = self._without_previous_note(size, window, estimate)
         if self.params.spectral_check:
@@ -256,6 +264,35 @@ class NoteListener:
                 return
         if size == self._pitch.longest:
             self._give_up_or_guess(pending, events)
+
+    def _may_be_stiff(self, estimate: PitchEstimate) -> bool:
+        """Whether the estimate may be one that string stiffness spoiled. Not in the bass: B
+        is smallest there (a string's stretch moves YIN by a few cents), and an estimate
+        there is more often an upper partial of a lower note, whose strongest partials YIN
+        finds with low confidence until the window holds the note's period; taking the upper
+        partials away would make that partial look like a clean note."""
+        p = self.params
+        return (
+            estimate.confidence < p.stiff_below_confidence and estimate.freq_hz >= p.stiff_from_hz
+        )
+
+    def _stiff_string_estimate(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
+        """A piano string is stiff: its n-th partial lies at n * f * sqrt(1 + B n^2), B from
+        ~1e-4 in the bass to 1e-2 at the top. The upper partials then no longer repeat with
+        the note's period, so YIN's period comes out short (up to 80 cents sharp: the next
+        key) and its confidence low (no decision at all). Below `stiff_partials` x the
+        estimate only the lowest partials are left, stretched by a few cents at most, and
+        YIN finds the note's own period there. The answer wins when it is clearly more
+        periodic: the cutoff also rounds off the strike at the window's start, which can bias
+        a short window by a few tens of cents."""
+        cutoff = self.params.stiff_partials * estimate.freq_hz
+        if cutoff >= 0.5 * self.rate:
+            return estimate  # nothing above to take away
+        smooth = low_passed(window, cutoff, self.rate).astype(np.float32)
+        other = self._pitch.estimate(smooth, self.params.a4_hz)
+        if other is None or other.confidence < estimate.confidence + self.params.stiff_margin:
+            return estimate
+        return other
 
     def _without_previous_note(
         self, size: int, window: np.ndarray, estimate: PitchEstimate | None

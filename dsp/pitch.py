@@ -75,6 +75,18 @@ def yin(samples: np.ndarray, sample_rate: int, tolerance: float = 0.3) -> tuple[
     return sample_rate / period, float(1.0 - normalised[lag])
 
 
+def low_passed(samples: np.ndarray, cutoff_hz: float, sample_rate: float) -> np.ndarray:
+    """The samples without what lies above `cutoff_hz`: zero-padded FFT, a gain that falls
+    linearly from 1 at 0.75 x `cutoff_hz` to 0 at 1.25 x (a brick wall would ring), inverse
+    FFT. Why not a filter from a library: this runs on one finished window at a time, and
+    the FFT gives zero phase and a cutoff that follows each estimate for free."""
+    n_fft = 1 << (2 * len(samples) - 1).bit_length()
+    spectrum = np.fft.rfft(samples, n_fft)
+    freqs = np.arange(len(spectrum)) * (sample_rate / n_fft)
+    spectrum *= np.clip((1.25 * cutoff_hz - freqs) / (0.5 * cutoff_hz), 0.0, 1.0)
+    return np.fft.irfft(spectrum, n_fft)[: len(samples)]
+
+
 @cache
 def _lag_numbers(half: int) -> np.ndarray:
     """1.0, 2.0, ... half - 1 (read-only): YIN's normalisation weights, built once a length."""
