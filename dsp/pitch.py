@@ -187,30 +187,19 @@ def energy_below(
 
 
 def peak_below(samples: np.ndarray, freq_hz: float, sample_rate: int) -> float:
-    """The strongest spectral peak at a lower note the estimate could be an upper partial of
-    (within +-3 % of `freq_hz` / k, k = 2 to 6), as a fraction of the strongest within +-3 %
-    of `freq_hz`.
+    """The strongest spectral peak (above 20 Hz) below 0.75 x `freq_hz`, as a fraction of the
+    strongest within +-3 % of `freq_hz`.
 
     What `energy_below` guards against is a lower note that really sounds: a bass note whose
     upper partial YIN took, or the fundamental an octave down. Such a note is a peak as
-    strong as the estimate's own, where its partial falls on the estimate. Under a treble
-    note the energy below is something else: the hammer's knock and, in a room, its
-    reverberation, which outlast a soft top note and can hold a third of a window, and the
-    thump of the soundboard and case, a damped low resonance as strong as a soft top note
-    but nowhere near a note whose 2nd to 6th partial it could be."""
-    power, bin_hz, _, _ = _spectrum_split(samples, freq_hz, sample_rate, 20.0)
-    own = _strongest_near(power, bin_hz, freq_hz)
-    below = max(_strongest_near(power, bin_hz, freq_hz / k) for k in _SUBHARMONICS)
-    return below / own if own > 0.0 else 1.0
-
-
-_SUBHARMONICS = (2, 3, 4, 5, 6)  # the lower notes peak_below looks for: f/2 ... f/6
-
-
-def _strongest_near(power: np.ndarray, bin_hz: float, freq_hz: float) -> float:
-    """The most power within +-3 % of `freq_hz` (0 when that lies outside the spectrum)."""
+    strong as the estimate's own. Under a treble note the energy below is mostly spread
+    thin instead: the hammer's knock and, in a room, its reverberation, which outlast a soft
+    top note and can hold a third of a window without one peak near the note's."""
+    power, bin_hz, lowest, split = _spectrum_split(samples, freq_hz, sample_rate, 20.0)
     near = power[int(0.97 * freq_hz / bin_hz) : int(1.03 * freq_hz / bin_hz) + 2]
-    return float(near.max()) if len(near) else 0.0
+    own = float(near.max()) if len(near) else 0.0
+    below = float(power[lowest:split].max()) if split > lowest else 0.0
+    return below / own if own > 0.0 else 1.0
 
 
 class SpectralCheck:
