@@ -7,7 +7,6 @@ level and noise floor, onset detection, multi-window pitch, and a note tracker w
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,8 +52,7 @@ class ListenerParams:
     stiff_below_confidence: float = 0.93  # below this, YIN also hears only the lowest...
     stiff_partials: float = 3.5  # ...partials, up to this many times its frequency,
     stiff_from_hz: float = 300.0  # for estimates from here up; it wins when it is this...
-    stiff_margin: float = 0.1  # ...much more confident and, in the bass, this many cents
-    stiff_bass_cents: tuple[float, float] = (10.0, 100.0)  # below (see _stretch_explains)
+    stiff_margin: float = 0.1  # ...much more confident
     # (see NoteListener._stiff_string_estimate)
     max_energy_below: float = 0.08  # see pitch.energy_below
     peak_below_from_hz: float = 1000.0  # from here up, an estimate with more energy below...
@@ -99,24 +97,6 @@ def _whole_multiple(ratio: float, tolerance: float = 0.03) -> int:
     """The whole number `ratio` is within `tolerance` (relative) of, else 0."""
     whole = round(ratio)
     return whole if whole >= 1 and abs(ratio - whole) <= tolerance * whole else 0
-
-
-def _stretch_explains(raw: PitchEstimate, lowest: PitchEstimate, p: ListenerParams) -> bool:
-    """Whether stiffness explains the step from YIN's answer on the whole window (`raw`) to
-    its answer on the lowest partials: stretched partials only ever raise YIN's reading, so
-    that one lies a little lower, and nearer a key of the tuning than YIN's (a piano is
-    tuned so that its notes, not YIN's stretched reading of them, fall on the keys). In the
-    bass an answer at the same pitch but surer is rather an upper partial of a lower note
-    with what lay above it taken away; one that moves off the key, a slip of the filter."""
-    low, high = p.stiff_bass_cents
-    if not low <= 1200.0 * math.log2(raw.freq_hz / lowest.freq_hz) <= high:
-        return False
-    return _off_key(lowest.midi_float) < _off_key(raw.midi_float)
-
-
-def _off_key(midi_float: float) -> float:
-    """How far (in semitones, 0 to 0.5) a pitch lies from the nearest key."""
-    return abs(midi_float - round(midi_float))
 
 
 def analysis_factor(sample_rate: int) -> int:
@@ -286,19 +266,15 @@ class NoteListener:
             self._give_up_or_guess(pending, events)
 
     def _may_be_stiff(self, estimate: PitchEstimate) -> bool:
-        """Whether the estimate may be one that string stiffness spoiled. Below
-        `stiff_from_hz` only in windows that hold two periods of the lowest key (as in
-        `_steady_run`): in a shorter one a bass estimate is often an upper partial of a lower
-        note, whose strongest partials YIN finds with low confidence until the window holds
-        the note's period, and taking the upper partials away would make that partial look
-        like a clean note. And only where YIN heard some period (`run_confidence`)."""
+        """Whether the estimate may be one that string stiffness spoiled. Not in the bass: B
+        is smallest there (a string's stretch moves YIN by a few cents), and an estimate
+        there is more often an upper partial of a lower note, whose strongest partials YIN
+        finds with low confidence until the window holds the note's period; taking the upper
+        partials away would make that partial look like a clean note."""
         p = self.params
-        if estimate.confidence >= p.stiff_below_confidence:
-            return False
-        if estimate.freq_hz >= p.stiff_from_hz:
-            return True
-        # In the bass YIN must have heard a period: low-passed noise looks periodic too.
-        return estimate.window >= self._run_window and estimate.confidence >= p.run_confidence
+        return (
+            estimate.confidence < p.stiff_below_confidence and estimate.freq_hz >= p.stiff_from_hz
+        )
 
     def _stiff_string_estimate(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
         """A piano string is stiff: its n-th partial lies at n * f * sqrt(1 + B n^2), B from
@@ -314,12 +290,7 @@ class NoteListener:
             return estimate  # nothing above to take away
         smooth = low_passed(window, cutoff, self.rate).astype(np.float32)
         other = self._pitch.estimate(smooth, self.params.a4_hz)
-        p = self.params
-        if other is None or other.confidence < estimate.confidence + p.stiff_margin:
-            return estimate
-        if estimate.freq_hz < p.stiff_from_hz and (
-            not _stretch_explains(estimate, other, p) or self._rumble_under(window, other.freq_hz)
-        ):
+        if other is None or other.confidence < estimate.confidence + self.params.stiff_margin:
             return estimate
         return other
 
@@ -518,19 +489,13 @@ class NoteListener:
         ):
             return False
         window = self._buffer[self._filled - latest.window : self._filled]
-        if self._rumble_under(window, latest.freq_hz):
+        below = energy_below(window, latest.freq_hz, round(self.rate), lowest_hz=0.0)
+        if below > p.max_energy_below:
             return False
         # With no dip below YIN's tolerance, YIN takes its deepest, and twice the period
         # dips about as deep as the period itself: a run an octave low is not a decision.
         period = self.rate / latest.freq_hz
         return _similarity(window, period / 2) < _similarity(window, period) - p.run_octave_margin
-
-    def _rumble_under(self, window: np.ndarray, freq_hz: float) -> bool:
-        """Whether more than `max_energy_below` of the window's power lies below the note,
-        counting down to 0 Hz: a room's rumble (pink noise has most of its power below 20 Hz),
-        which gives YIN a steady "period" near the window's longest lags."""
-        below = energy_below(window, freq_hz, round(self.rate), lowest_hz=0.0)
-        return below > self.params.max_energy_below
 
     def _suspiciously_low(self, e: PitchEstimate) -> bool:
         """Far below the note still ringing, YIN may have found the period the two strings
