@@ -103,3 +103,32 @@ def test_peak_below_tells_a_knock_from_a_lower_note():
     assert peak_below(with_knock, 3000.0, rate) < 0.1  # ...no peak below comes near
     octave_down = string + 0.6 * np.sin(2 * np.pi * 1500.0 * t)
     assert peak_below(octave_down, 3000.0, rate) > 0.1
+
+
+def soft_top_note_with_thump(midi: int, seed: int) -> np.ndarray:
+    """A soft top note as the instrument makes it: the string (fundamental, a weak stretched
+    2nd partial) and, as loud, the thump of the soundboard and case (a low resonance that
+    dies within ~30 ms) and the hammer's knock; 0.3 s of silence before."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(SR) / SR
+    f0 = 440.0 * 2 ** ((midi - 69) / 12) * np.sqrt(1.02)  # B = 0.02: a top string
+    string = np.exp(-6 * t) * np.sin(2 * np.pi * f0 * t + rng.uniform(0, 2 * np.pi))
+    string += 0.18 * np.exp(-10 * t) * np.sin(2 * np.pi * 2.08 * f0 * t)
+    string *= np.minimum(1.0, t / 0.001)
+    thump = np.exp(-t / 0.03) * np.sin(2 * np.pi * rng.uniform(80, 160) * t)
+    knock = 0.3 * rng.standard_normal(len(t)) * np.exp(-t / 0.005)
+    note = string + thump + knock
+    return np.concatenate([np.zeros(int(0.3 * SR)), 0.1 * note / np.abs(note).max()])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limitation: a soundboard thump as loud as a soft top note counts as a lower "
+    "note under peak_below, so the key waits for the longest window (95 ms). Looking for a "
+    "lower note at f/2..f/6 only fixed this but let a room's bass notes pass as top keys on "
+    "an evaluation piano (E2 read as D#7), so it was taken back",
+)
+def test_soft_top_key_over_its_thump_lights_within_50_ms():
+    note = first_note(soft_top_note_with_thump(100, seed=100).astype(np.float32))
+    assert note is not None and note["midi"] == 100, note
+    assert note["emitted_s"] - 0.3 <= 0.05, note
