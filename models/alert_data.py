@@ -20,7 +20,7 @@ import shutil
 import subprocess
 import tempfile
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -560,6 +560,32 @@ def crop_with_sound(
     return None
 
 
+def onset_crop(
+    audio: np.ndarray,
+    rng: np.random.Generator,
+    keep_s: tuple[float, float] = (0.2, 0.6),
+) -> np.ndarray | None:
+    """A 1 s window that ends shortly after the sound starts: what a stream's first windows
+    hear of it. From a random point of `audio` (its start for recordings up to 6 s, which the
+    benchmark plays whole), the sound starts at the first frame within 25 dB of the loudest of
+    the next 5 s (the benchmark's definition); 0.2-0.6 s from there end the window, silence
+    before. None when that part carries too little of the sound (under 3 frames)."""
+    start = 0
+    if len(audio) > 6 * SR:
+        start = int(rng.integers(0, len(audio) - SR))
+    piece = audio[start : start + 5 * SR]
+    db = frame_db(piece)
+    active = db >= db.max() - 25.0
+    first = int(np.argmax(active))
+    keep_frames = int(rng.uniform(*keep_s) * SR) // FRAME
+    if active[first : first + keep_frames].sum() < 3:
+        return None
+    part = piece[first * FRAME : (first + keep_frames) * FRAME]
+    out = np.zeros(WINDOW, np.float32)
+    out[WINDOW - len(part) :] = part
+    return out
+
+
 def room_noise(n: int, rng: np.random.Generator) -> np.ndarray:
     """Unit-RMS room noise: pink, brown or white, or a mains hum with pink noise."""
     kind = rng.choice(["pink", "brown", "white", "hum"], p=[0.45, 0.3, 0.1, 0.15])
@@ -640,9 +666,15 @@ def make_windows(
     pianos: Sequence[np.ndarray],
     per_class: int,
     seed: int,
+    onset_share: float = 0.0,
+    onset_skip: Collection[str] = (),
 ) -> tuple[np.ndarray, np.ndarray]:
     """`per_class` windows for every class that has sources, plus as many windows of room
-    noise only (no label); returns (windows (n, WINDOW), labels (n, len(CLASSES)))."""
+    noise only (no label); returns (windows (n, WINDOW), labels (n, len(CLASSES))).
+    `onset_share` of each sound class's windows are `onset_crop`s (the start of the sound at
+    the end of the window) instead of crops from anywhere in the sound; 0 draws no random
+    number for it, so the windows are those of a recipe without it; classes in `onset_skip`
+    get none."""
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[Source]] = {}
     for source in sources:
@@ -664,11 +696,15 @@ def make_windows(
             continue
         real = [s for s in pool if s.origin == "real"]
         synth = [s for s in pool if s.origin == "synth"]
+        onsets = 0.0 if label in onset_skip else onset_share
         made = 0
         while made < per_class:
             group = real if real and (not synth or rng.random() < 0.5) else synth
             source = group[int(rng.integers(len(group)))]
-            crop = crop_with_sound(source.audio, rng)
+            if onsets and rng.random() < onsets:
+                crop = onset_crop(source.audio, rng)
+            else:
+                crop = crop_with_sound(source.audio, rng)
             if crop is None:
                 continue
             piano_probability = 0.5 if label in CLASSES[:9] else 0.3

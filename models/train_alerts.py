@@ -57,6 +57,17 @@ class Recipe:
     seed: int = 1
     real_data: bool = True  # use ../shared/data when present
     calibrate: bool = True  # suggest per-class thresholds on development audio
+    # share of each sound class's windows that hold only the start of the sound, at the end
+    # of the window (alert_data.onset_crop): what the stream hears first
+    onset_share: float = 0.0
+    onset_skip: tuple[str, ...] = ()  # classes that get no onset windows
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.onset_share <= 1.0:
+            raise ValueError(f"onset share must be in [0, 1], got {self.onset_share}")
+        unknown = sorted(set(self.onset_skip) - set(CLASSES))
+        if unknown:
+            raise ValueError(f"unknown classes {', '.join(unknown)}; use {', '.join(CLASSES)}")
 
     @classmethod
     def tiny(cls) -> Recipe:
@@ -134,7 +145,9 @@ def training_set(
         stored = np.load(path)
         return stored["x"], stored["y"]
     train = [s for s in sources if s.split == "train"]
-    windows, labels = data.make_windows(train, pianos, recipe.per_class, recipe.seed)
+    windows, labels = data.make_windows(
+        train, pianos, recipe.per_class, recipe.seed, recipe.onset_share, recipe.onset_skip
+    )
     features = log_mel_batch(windows)
     cache.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".part.npz")
@@ -257,13 +270,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE)
     parser.add_argument("--tiny", action="store_true", help="a seconds-long smoke test")
     parser.add_argument("--epochs", type=int, help="override the recipe's epochs")
+    parser.add_argument(
+        "--onset-share", type=float, help="override the recipe's share of onset windows"
+    )
+    parser.add_argument(
+        "--onset-skip", default=None, help="comma-separated classes that get no onset windows"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     recipe = Recipe.tiny() if args.tiny else Recipe()
-    if args.epochs:
-        recipe = Recipe(**{**asdict(recipe), "epochs": args.epochs})
+    overrides: dict = {"epochs": args.epochs} if args.epochs else {}
+    if args.onset_share is not None:
+        overrides["onset_share"] = args.onset_share
+    if args.onset_skip is not None:
+        overrides["onset_skip"] = tuple(name for name in args.onset_skip.split(",") if name)
     try:
+        recipe = Recipe(**{**asdict(recipe), **overrides})
         summary = train(
             recipe, args.out, sounds_dir=args.sounds, extra=args.extra, cache=args.cache
         )
