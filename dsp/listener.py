@@ -49,10 +49,11 @@ class ListenerParams:
     sure_confidence: float = 0.93  # or above this...
     sure_periods: float = 4.0  # ...when the window holds this many periods
     min_periods: float = 2.0
-    stiff_below_confidence: float = 0.93  # below this, YIN also hears only the lowest...
+    stiff_below_confidence: float = 0.85  # below this, YIN also hears only the lowest...
     stiff_partials: float = 3.5  # ...partials, up to this many times its frequency,
     stiff_from_hz: float = 300.0  # for estimates from here up; it wins when it is this...
-    stiff_margin: float = 0.1  # ...much more confident
+    stiff_margin: float = 0.1  # ...much more confident, in windows up to this long:
+    stiff_window_s: float = 0.03
     # (see NoteListener._stiff_string_estimate)
     max_energy_below: float = 0.08  # see pitch.energy_below
     peak_below_from_hz: float = 1000.0  # from here up, an estimate with more energy below...
@@ -270,10 +271,14 @@ class NoteListener:
         is smallest there (a string's stretch moves YIN by a few cents), and an estimate
         there is more often an upper partial of a lower note, whose strongest partials YIN
         finds with low confidence until the window holds the note's period; taking the upper
-        partials away would make that partial look like a clean note."""
+        partials away would make that partial look like a clean note. And only in windows of
+        up to `stiff_window_s`: a note above 300 Hz is decided within them, and past them YIN
+        costs several times more (see MultiWindowPitch.FFT_FROM)."""
         p = self.params
         return (
-            estimate.confidence < p.stiff_below_confidence and estimate.freq_hz >= p.stiff_from_hz
+            estimate.confidence < p.stiff_below_confidence
+            and estimate.freq_hz >= p.stiff_from_hz
+            and estimate.window <= p.stiff_window_s * self.rate
         )
 
     def _stiff_string_estimate(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
