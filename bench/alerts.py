@@ -89,8 +89,7 @@ def segments(source: data.Source) -> list[Event]:
 
 
 def sound_start_s(audio: np.ndarray) -> float:
-    db = data.frame_db(audio)
-    return float(np.argmax(db >= db.max() - 25.0)) * data.FRAME / SR
+    return float(np.argmax(data.loud_frames(audio))) * data.FRAME / SR
 
 
 def piano_bed(pianos: list[np.ndarray], length: int, rng: np.random.Generator) -> np.ndarray:

@@ -528,6 +528,13 @@ def active_level_db(audio: np.ndarray, range_db: float = 25.0) -> float:
     return float(10 * np.log10(np.mean(10 ** (db[active] / 10)) + 1e-12))
 
 
+def loud_frames(audio: np.ndarray, range_db: float = 25.0) -> np.ndarray:
+    """Which 20 ms frames lie within `range_db` of the loudest: where the sound is on. The
+    first of them is where the benchmark says the sound starts."""
+    db = frame_db(audio)
+    return db >= db.max() - range_db
+
+
 def set_level(audio: np.ndarray, level_db: float) -> np.ndarray:
     return (audio * 10 ** ((level_db - active_level_db(audio)) / 20)).astype(np.float32)
 
@@ -539,8 +546,7 @@ def crop_with_sound(
     (within 25 dB of its loudest frame); shorter sounds are placed at a random spot of a
     silent window with at least a quarter second of them inside. None if no window qualifies
     in a few tries."""
-    db = frame_db(audio)
-    active = db >= db.max() - 25.0
+    active = loud_frames(audio)
     if len(audio) <= WINDOW:
         out = np.zeros(WINDOW, np.float32)
         shift = (
@@ -574,8 +580,7 @@ def onset_crop(
     if len(audio) > 6 * SR:
         start = int(rng.integers(0, len(audio) - SR))
     piece = audio[start : start + 5 * SR]
-    db = frame_db(piece)
-    active = db >= db.max() - 25.0
+    active = loud_frames(piece)
     first = int(np.argmax(active))
     keep_frames = int(rng.uniform(*keep_s) * SR) // FRAME
     if active[first : first + keep_frames].sum() < 3:
