@@ -34,6 +34,7 @@ import importlib.util
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -295,7 +296,8 @@ def main(argv: list[str] | None = None) -> int:
     minutes = args.minutes / 3 if args.quick else args.minutes
     started = time.monotonic()
     scores = score_dev(model, args.cache, minutes, args.quick)
-    rules = [RULES[0], *RULES[1:3], default_rule(), *RULES[3:], *args.rule]
+    default_row = default_rule()
+    rules = [RULES[0], *RULES[1:3], default_row, *RULES[3:], *args.rule]
     results = [evaluate(scores, rule) for rule in rules]
 
     real = sum(e.name.split("/")[0] != "synth" for e, c, _, _ in scores.events if c == "alone")
@@ -309,16 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         print(table_row(result))
 
-    default = results[3]
+    default = next(r for r in results if r.rule is default_row)
     print(f"\nper class, {default.rule.name}: events | recall alone | with piano")
     for label in ALERT_CLASSES:
         count = sum(o.label == label and o.condition == "alone" for o in default.outcomes)
         if count:
             alone, piano = default.recall("alone", label), default.recall("piano", label)
             print(f"{label:<14} | {count:>3} | {alone:.2f} | {piano:.2f}")
-    by_class: dict[str, int] = {}
-    for alert in default.false_alerts:
-        by_class[alert.label] = by_class.get(alert.label, 0) + 1
+    by_class = dict(Counter(alert.label for alert in default.false_alerts))
     print(f"false alerts by class on the dev stream: {by_class or 'none'}")
     print(f"(ran {time.monotonic() - started:.0f} s)")
 
