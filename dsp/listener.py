@@ -20,9 +20,9 @@ from .pitch import (
     MultiWindowPitch,
     PitchEstimate,
     SpectralCheck,
+    band_passed,
     energy_below,
     harmonic_energies,
-    low_passed,
     missing_harmonic_factor,
     peak_below,
     power_spectrum,
@@ -54,7 +54,14 @@ class ListenerParams:
     stiff_from_hz: float = 300.0  # for estimates from here up; it wins when it is this...
     stiff_margin: float = 0.1  # ...much more confident, in windows up to this long:
     stiff_window_s: float = 0.03
+    stiff_above: float = 0.35  # ...and above this fraction of the estimate (body resonances)
     # (see NoteListener._stiff_string_estimate)
+    subharmonic_below_confidence: float = 0.8  # below this, an estimate under...
+    subharmonic_max_hz: float = 400.0  # ...this may be a body resonance's long period: YIN
+    subharmonic_cut: float = 1.5  # again above this many times it wins when this much...
+    subharmonic_margin: float = 0.15  # ...more confident, in windows up to this long:
+    subharmonic_window_s: float = 0.05
+    # (see NoteListener._above_body_estimate)
     max_energy_below: float = 0.08  # see pitch.energy_below
     peak_below_from_hz: float = 1000.0  # from here up, an estimate with more energy below...
     max_peak_below: float = 0.1  # ...passes when no peak below is this strong (peak_below)
@@ -249,6 +256,8 @@ class NoteListener:
         estimate = self._pitch.estimate(window, self.params.a4_hz)
         if estimate is not None and self._may_be_stiff(estimate):
             estimate = self._stiff_string_estimate(window, estimate)
+        elif estimate is not None and self._may_be_subharmonic(estimate):
+            estimate = self._above_body_estimate(window, estimate)
         if self._sounding is not None:
             window, estimate = self._without_previous_note(size, window, estimate)
         if self.params.spectral_check:
@@ -289,13 +298,47 @@ class NoteListener:
         estimate only the lowest partials are left, stretched by a few cents at most, and
         YIN finds the note's own period there. The answer wins when it is clearly more
         periodic: the cutoff also rounds off the strike at the window's start, which can bias
-        a short window by a few tens of cents."""
-        cutoff = self.params.stiff_partials * estimate.freq_hz
+        a short window by a few tens of cents. What lies far below the estimate goes too: the
+        soundboard and case resonate at their own low frequencies under every note, and over
+        a few periods those spoil YIN's confidence as much as the stretch does. The low edge
+        (0.35 x) leaves the fundamental of an estimate an octave too high, so YIN can still
+        come down to it."""
+        p = self.params
+        cutoff = p.stiff_partials * estimate.freq_hz
         if cutoff >= 0.5 * self.rate:
             return estimate  # nothing above to take away
-        smooth = low_passed(window, cutoff, self.rate).astype(np.float32)
-        other = self._pitch.estimate(smooth, self.params.a4_hz)
-        if other is None or other.confidence < estimate.confidence + self.params.stiff_margin:
+        smooth = band_passed(window, p.stiff_above * estimate.freq_hz, cutoff, self.rate)
+        other = self._pitch.estimate(smooth.astype(np.float32), p.a4_hz)
+        if other is None or other.confidence < estimate.confidence + p.stiff_margin:
+            return estimate
+        return other
+
+    def _may_be_subharmonic(self, estimate: PitchEstimate) -> bool:
+        """Whether a low, unsure estimate may be the long period that a body resonance and
+        the note share (a resonance near a third of the note's frequency repeats with three
+        of its periods). Only in the first `subharmonic_window_s`: later windows hold
+        enough periods of the note for the harmonic and spectral checks."""
+        p = self.params
+        return (
+            estimate.confidence < p.subharmonic_below_confidence
+            and estimate.freq_hz < p.subharmonic_max_hz
+            and estimate.window <= p.subharmonic_window_s * self.rate
+        )
+
+    def _above_body_estimate(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
+        """YIN again on what lies above `subharmonic_cut` x the estimate. A real low note
+        keeps its period there (its upper partials repeat with it), a resonance goes, and the
+        note above it comes out clearly more periodic. The answer must lie above the cut, so
+        that a note is never moved down."""
+        p = self.params
+        cut = p.subharmonic_cut * estimate.freq_hz
+        high = band_passed(window, cut, float(self.rate), self.rate).astype(np.float32)
+        other = self._pitch.estimate(high, p.a4_hz)
+        if (
+            other is None
+            or other.confidence < estimate.confidence + p.subharmonic_margin
+            or other.freq_hz <= 0.9 * cut
+        ):
             return estimate
         return other
 

@@ -80,10 +80,21 @@ def low_passed(samples: np.ndarray, cutoff_hz: float, sample_rate: float) -> np.
     linearly from 1 at 0.75 x `cutoff_hz` to 0 at 1.25 x (a brick wall would ring), inverse
     FFT. Why not a filter from a library: this runs on one finished window at a time, and
     the FFT gives zero phase and a cutoff that follows each estimate for free."""
+    return band_passed(samples, 0.0, cutoff_hz, sample_rate)
+
+
+def band_passed(
+    samples: np.ndarray, low_hz: float, high_hz: float, sample_rate: float
+) -> np.ndarray:
+    """The samples without what lies below `low_hz` (0: nothing) or above `high_hz`, each
+    edge a linear ramp from 0.75 x to 1.25 x its frequency, in one FFT (see `low_passed`)."""
     n_fft = 1 << (2 * len(samples) - 1).bit_length()
     spectrum = np.fft.rfft(samples, n_fft)
     freqs = np.arange(len(spectrum)) * (sample_rate / n_fft)
-    spectrum *= np.clip((1.25 * cutoff_hz - freqs) / (0.5 * cutoff_hz), 0.0, 1.0)
+    gain = np.clip((1.25 * high_hz - freqs) / (0.5 * high_hz), 0.0, 1.0)
+    if low_hz > 0.0:
+        gain *= np.clip((freqs - 0.75 * low_hz) / (0.5 * low_hz), 0.0, 1.0)
+    spectrum *= gain
     return np.fft.irfft(spectrum, n_fft)[: len(samples)]
 
 
