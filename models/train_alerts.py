@@ -61,8 +61,13 @@ class Recipe:
     # of the window (alert_data.onset_crop): what the stream hears first
     onset_share: float = 0.0
     onset_skip: tuple[str, ...] = ()  # classes that get no onset windows
+    # SpecAugment: every epoch sees its windows with a few mel bands and frames masked
+    spec_augment: bool = False
+    width: float = 1.0  # the conv blocks' filters, as a multiple of 16/32/48/64
 
     def __post_init__(self) -> None:
+        if self.width <= 0:
+            raise ValueError(f"width must be positive, got {self.width}")
         if not 0.0 <= self.onset_share <= 1.0:
             raise ValueError(f"onset share must be in [0, 1], got {self.onset_share}")
         unknown = sorted(set(self.onset_skip) - set(CLASSES))
@@ -157,18 +162,19 @@ def training_set(
 
 
 # -- model ----------------------------------------------------------------------------------
-def build_model(tf):
+def build_model(tf, width: float = 1.0):
     """A small CNN on the (frames, mels) log-mel image: four conv blocks, global average and
     max pooling (an alert may fill the window or be one knock in it), one sigmoid per class
-    (an alert and piano can both be there)."""
+    (an alert and piano can both be there). `width` scales every block's filters."""
     keras = tf.keras
     inputs = keras.Input(shape=(N_FRAMES, N_MELS), name="log_mel")
     x = keras.layers.Reshape((N_FRAMES, N_MELS, 1))(inputs)
-    for filters in (16, 32, 48, 64):
-        x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+    blocks = (16, 32, 48, 64)
+    for block, filters in enumerate(blocks):
+        x = keras.layers.Conv2D(round(filters * width), 3, padding="same", use_bias=False)(x)
         x = keras.layers.BatchNormalization()(x)
         x = keras.layers.ReLU()(x)
-        if filters != 64:
+        if block < len(blocks) - 1:
             x = keras.layers.MaxPooling2D(2)(x)
     pooled = keras.layers.Concatenate()(
         [keras.layers.GlobalAveragePooling2D()(x), keras.layers.GlobalMaxPooling2D()(x)]
@@ -178,9 +184,34 @@ def build_model(tf):
     return keras.Model(inputs, outputs)
 
 
+def spec_augment(
+    features: np.ndarray,
+    rng: np.random.Generator,
+    max_bands: int = 8,
+    max_frames: int = 4,
+) -> np.ndarray:
+    """A copy of (n, frames, mels) features with one random run of up to `max_bands` mel
+    bands and one of up to `max_frames` frames set to each window's mean (SpecAugment, Park et
+    al. 2019): the model cannot lean on one partial or one instant. The time mask is short
+    (80 ms) so that a knock or a bark is rarely hidden whole while its label stays."""
+    out = features.copy()
+    n, frames, mels = out.shape
+    means = out.mean(axis=(1, 2))
+    for axis, size, widest in ((2, mels, max_bands), (1, frames, max_frames)):
+        widths = rng.integers(0, widest + 1, n)
+        starts = rng.integers(0, size - widths + 1)
+        index = np.arange(size)
+        masked = (index[None, :] >= starts[:, None]) & (index[None, :] < (starts + widths)[:, None])
+        if axis == 2:
+            out = np.where(masked[:, None, :], means[:, None, None], out)
+        else:
+            out = np.where(masked[:, :, None], means[:, None, None], out)
+    return out.astype(np.float32)
+
+
 def fit(tf, recipe: Recipe, x: np.ndarray, y: np.ndarray):
     tf.keras.utils.set_random_seed(recipe.seed)
-    model = build_model(tf)
+    model = build_model(tf, recipe.width)
     steps = max(1, int(np.ceil(len(x) / recipe.batch))) * recipe.epochs
     schedule = tf.keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=steps, alpha=0.05)
     model.compile(
@@ -189,7 +220,22 @@ def fit(tf, recipe: Recipe, x: np.ndarray, y: np.ndarray):
         metrics=[tf.keras.metrics.BinaryAccuracy(name="acc")],
     )
     verbose = 2 if log.isEnabledFor(logging.INFO) else 0
-    model.fit(x, y, batch_size=recipe.batch, epochs=recipe.epochs, shuffle=True, verbose=verbose)
+    if not recipe.spec_augment:
+        model.fit(
+            x, y, batch_size=recipe.batch, epochs=recipe.epochs, shuffle=True, verbose=verbose
+        )
+        return model
+    rng = np.random.default_rng(recipe.seed)
+    for epoch in range(recipe.epochs):  # new masks every epoch; the schedule runs on
+        model.fit(
+            spec_augment(x, rng),
+            y,
+            batch_size=recipe.batch,
+            epochs=epoch + 1,
+            initial_epoch=epoch,
+            shuffle=True,
+            verbose=verbose,
+        )
     return model
 
 
@@ -276,6 +322,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--onset-skip", default=None, help="comma-separated classes that get no onset windows"
     )
+    parser.add_argument(
+        "--spec-augment", action="store_true", help="mask mel bands and frames every epoch"
+    )
+    parser.add_argument("--width", type=float, help="scale the conv blocks' filters")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -283,6 +333,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides: dict = {"epochs": args.epochs} if args.epochs else {}
     if args.onset_share is not None:
         overrides["onset_share"] = args.onset_share
+    if args.spec_augment:
+        overrides["spec_augment"] = True
+    if args.width is not None:
+        overrides["width"] = args.width
     if args.onset_skip is not None:
         overrides["onset_skip"] = tuple(name for name in args.onset_skip.split(",") if name)
     try:

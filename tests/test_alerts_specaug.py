@@ -1,0 +1,81 @@
+"""SpecAugment and width for the alert recipe (`train_alerts.spec_augment`, `Recipe.width`):
+options a training may switch on; the default recipe trains as before."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+
+from notesight.dsp.features import N_FRAMES, N_MELS
+from notesight.models import train_alerts
+
+needs_tensorflow = pytest.mark.skipif(
+    importlib.util.find_spec("tensorflow") is None,
+    reason="TensorFlow not installed (the optional extra: pip install -e '.[train]')",
+)
+
+
+def features(n: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).normal(size=(n, N_FRAMES, N_MELS)).astype(np.float32)
+
+
+def test_spec_augment_masks_one_run_of_bands_and_one_of_frames_with_the_window_mean():
+    x = features(200)
+    out = train_alerts.spec_augment(x, np.random.default_rng(1), max_bands=8, max_frames=4)
+    assert out.shape == x.shape and out.dtype == np.float32
+    assert np.array_equal(x, features(200)), "the input is left as it was"
+    changed = out != x
+    for window in range(len(x)):
+        bands = np.flatnonzero(changed[window].all(axis=0))
+        frames = np.flatnonzero(changed[window].all(axis=1))
+        assert len(bands) <= 8 and len(frames) <= 4
+        if len(bands):  # one run, set to the window's mean
+            assert np.array_equal(bands, np.arange(bands[0], bands[-1] + 1))
+            assert np.allclose(out[window][:, bands], x[window].mean())
+        # everything changed lies in the masked bands or frames
+        rows = np.zeros(N_FRAMES, bool)
+        rows[frames] = True
+        cols = np.zeros(N_MELS, bool)
+        cols[bands] = True
+        assert not (changed[window] & ~rows[:, None] & ~cols[None, :]).any()
+    masked = changed.reshape(len(x), -1).any(axis=1).mean()
+    assert masked > 0.8  # widths are drawn from 0..8 and 0..4: most windows get a mask
+
+
+def test_spec_augment_is_seeded():
+    x = features(20)
+    first = train_alerts.spec_augment(x, np.random.default_rng(3))
+    again = train_alerts.spec_augment(x, np.random.default_rng(3))
+    other = train_alerts.spec_augment(x, np.random.default_rng(4))
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+
+
+def test_width_must_be_positive():
+    with pytest.raises(ValueError, match="width"):
+        train_alerts.Recipe(width=0.0)
+
+
+@needs_tensorflow
+@pytest.mark.parametrize("width", [1.0, 2.0])
+def test_width_scales_the_filters(width):
+    import tensorflow as tf
+
+    model = train_alerts.build_model(tf, width)
+    convs = [layer for layer in model.layers if isinstance(layer, tf.keras.layers.Conv2D)]
+    assert [c.filters for c in convs] == [round(f * width) for f in (16, 32, 48, 64)]
+
+
+@needs_tensorflow
+def test_fit_with_spec_augment_trains_every_epoch():
+    import dataclasses
+
+    import tensorflow as tf
+
+    recipe = dataclasses.replace(train_alerts.Recipe.tiny(), spec_augment=True, epochs=2)
+    x = features(64)
+    y = (np.random.default_rng(2).random((64, 12)) < 0.2).astype(np.float32)
+    model = train_alerts.fit(tf, recipe, x, y)
+    assert model.optimizer.iterations.numpy() == 2 * int(np.ceil(64 / recipe.batch))
+    assert model.predict(x[:2], verbose=0).shape == (2, 12)
