@@ -156,19 +156,27 @@ RULES = (
 
 
 def parse_rule(text: str) -> StreamRule:
-    """`hop_s=0.25,n=3,m=4,peak=0.9,threshold=0.5` (hop_s, n, m required)."""
+    """`hop_s=0.25,n=3,m=4,peak=0.9,threshold=0.5,doorbell=0.6` (hop_s, n, m required; an
+    alert class's name sets its own threshold)."""
     try:
         values = dict(part.split("=", 1) for part in text.split(","))
-        return StreamRule(
+        rule = StreamRule(
             text,
             float(values.pop("hop_s")),
             int(values.pop("n")),
             int(values.pop("m")),
             float(values.pop("peak", 0.0)),
             float(values.pop("threshold", 0.5)),
+            {label: float(values.pop(label)) for label in ALERT_CLASSES if label in values},
         )
     except (KeyError, ValueError) as exc:
         raise argparse.ArgumentTypeError(f"bad rule {text!r}: {exc}") from exc
+    if values:
+        raise argparse.ArgumentTypeError(
+            f"bad rule {text!r}: unknown {', '.join(values)}; use hop_s, n, m, peak, threshold "
+            f"or an alert class ({', '.join(ALERT_CLASSES)})"
+        )
+    return rule
 
 
 # -- development audio ----------------------------------------------------------------------
