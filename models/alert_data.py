@@ -633,15 +633,31 @@ def tilt(audio: np.ndarray, rng: np.random.Generator, max_db: float = 8.0) -> np
     return np.fft.irfft(spectrum * 10 ** (tilt_db * octaves / 20), len(audio)).astype(np.float32)
 
 
+def body_eq(audio: np.ndarray, rng: np.random.Generator, bands: int = 3) -> np.ndarray:
+    """Another instrument's body: `bands` random resonances or dips (100 Hz-6 kHz, +-9 dB,
+    0.2-1 octave wide, bell-shaped in log frequency) on the spectrum. A piano's timbre is its
+    soundboard's and case's resonances; a handful of soundfonts has only a handful of them."""
+    spectrum = np.fft.rfft(audio)
+    octaves = np.log2(np.maximum(np.fft.rfftfreq(len(audio), 1.0 / SR), 1.0) / 1000.0)
+    gain_db = np.zeros(len(octaves))
+    for _ in range(bands):
+        centre = rng.uniform(np.log2(0.1), np.log2(6.0))
+        width = rng.uniform(0.2, 1.0)
+        gain_db += rng.uniform(-9.0, 9.0) * np.exp(-0.5 * ((octaves - centre) / (width / 2)) ** 2)
+    return np.fft.irfft(spectrum * 10 ** (gain_db / 20), len(audio)).astype(np.float32)
+
+
 def mix_window(
     label_indices: list[int],
     foreground: np.ndarray | None,
     pianos: Sequence[np.ndarray],
     rng: np.random.Generator,
     piano_probability: float,
+    piano_eq: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One training window and its multi-hot labels: the foreground at -45..-12 dBFS, maybe in
-    a room, maybe under piano 0-20 dB louder, always over room noise 20-50 dB down."""
+    a room, maybe under piano 0-20 dB louder (with `piano_eq`, through `body_eq`), always over
+    room noise 20-50 dB down."""
     labels = np.zeros(len(CLASSES), np.float32)
     labels[label_indices] = 1.0
     level = rng.uniform(-45, -12)
@@ -655,6 +671,8 @@ def mix_window(
         mix = np.zeros(WINDOW, np.float32)
     if pianos and rng.random() < piano_probability:
         piano = tilt(_piano_crop(pianos, rng), rng)
+        if piano_eq:
+            piano = body_eq(piano, rng)
         louder = rng.uniform(0, 20) if foreground is not None else 0.0
         mix = mix + set_level(piano, min(level + louder, -3.0))
         labels[CLASSES.index("piano")] = 1.0
@@ -673,13 +691,15 @@ def make_windows(
     seed: int,
     onset_share: float = 0.0,
     onset_skip: Collection[str] = (),
+    piano_eq: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """`per_class` windows for every class that has sources, plus as many windows of room
     noise only (no label); returns (windows (n, WINDOW), labels (n, len(CLASSES))).
     `onset_share` of each sound class's windows are `onset_crop`s (the start of the sound at
     the end of the window) instead of crops from anywhere in the sound; 0 draws no random
     number for it, so the windows are those of a recipe without it; classes in `onset_skip`
-    get none."""
+    get none. `piano_eq` passes every piano through `body_eq` (no random numbers drawn
+    without it)."""
     rng = np.random.default_rng(seed)
     by_class: dict[str, list[Source]] = {}
     for source in sources:
@@ -691,7 +711,8 @@ def make_windows(
             # Piano alone is what the classifier hears most: it gets several classes' share, so
             # that "piano with a faint alert in it" does not become "piano means an alert".
             for _ in range(PIANO_SHARE * per_class if pianos else 0):
-                window, y = mix_window([], _piano_crop(pianos, rng), [], rng, 0.0)
+                crop = _piano_crop(pianos, rng)
+                window, y = mix_window([], body_eq(crop, rng) if piano_eq else crop, [], rng, 0.0)
                 y[piano_index] = 1.0
                 windows.append(window)
                 labels.append(y)
@@ -713,7 +734,9 @@ def make_windows(
             if crop is None:
                 continue
             piano_probability = 0.5 if label in CLASSES[:9] else 0.3
-            window, y = mix_window([CLASSES.index(label)], crop, pianos, rng, piano_probability)
+            window, y = mix_window(
+                [CLASSES.index(label)], crop, pianos, rng, piano_probability, piano_eq
+            )
             windows.append(window)
             labels.append(y)
             made += 1

@@ -64,6 +64,7 @@ class Recipe:
     # SpecAugment: every epoch sees its windows with a few mel bands and frames masked
     spec_augment: bool = False
     width: float = 1.0  # the conv blocks' filters, as a multiple of 16/32/48/64
+    piano_eq: bool = False  # every piano through alert_data.body_eq: more piano timbres
 
     def __post_init__(self) -> None:
         if self.width <= 0:
@@ -151,7 +152,13 @@ def training_set(
         return stored["x"], stored["y"]
     train = [s for s in sources if s.split == "train"]
     windows, labels = data.make_windows(
-        train, pianos, recipe.per_class, recipe.seed, recipe.onset_share, recipe.onset_skip
+        train,
+        pianos,
+        recipe.per_class,
+        recipe.seed,
+        recipe.onset_share,
+        recipe.onset_skip,
+        recipe.piano_eq,
     )
     features = log_mel_batch(windows)
     cache.mkdir(parents=True, exist_ok=True)
@@ -326,6 +333,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--spec-augment", action="store_true", help="mask mel bands and frames every epoch"
     )
     parser.add_argument("--width", type=float, help="scale the conv blocks' filters")
+    parser.add_argument(
+        "--piano-eq", action="store_true", help="random body resonances on every piano window"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -337,6 +347,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides["spec_augment"] = True
     if args.width is not None:
         overrides["width"] = args.width
+    if args.piano_eq:
+        overrides["piano_eq"] = True
     if args.onset_skip is not None:
         overrides["onset_skip"] = tuple(name for name in args.onset_skip.split(",") if name)
     try:

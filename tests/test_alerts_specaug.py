@@ -1,5 +1,6 @@
-"""SpecAugment and width for the alert recipe (`train_alerts.spec_augment`, `Recipe.width`):
-options a training may switch on; the default recipe trains as before."""
+"""Options a training of the alert model may switch on, the default recipe training as before:
+SpecAugment (`train_alerts.spec_augment`), wider conv blocks (`Recipe.width`) and random body
+resonances on the piano (`alert_data.body_eq`, `Recipe.piano_eq`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import importlib.util
 import numpy as np
 import pytest
 
-from notesight.dsp.features import N_FRAMES, N_MELS
-from notesight.models import train_alerts
+from notesight.dsp.alerts import CLASSES
+from notesight.dsp.features import N_FRAMES, N_MELS, SAMPLE_RATE, WINDOW
+from notesight.models import alert_data, train_alerts
 
 needs_tensorflow = pytest.mark.skipif(
     importlib.util.find_spec("tensorflow") is None,
@@ -79,3 +81,37 @@ def test_fit_with_spec_augment_trains_every_epoch():
     model = train_alerts.fit(tf, recipe, x, y)
     assert model.optimizer.iterations.numpy() == 2 * int(np.ceil(64 / recipe.batch))
     assert model.predict(x[:2], verbose=0).shape == (2, 12)
+
+
+def spectrum_db(audio: np.ndarray) -> np.ndarray:
+    return 20 * np.log10(np.abs(np.fft.rfft(audio)) + 1e-9)
+
+
+def test_body_eq_is_seeded_and_stays_within_three_bands_of_9_db():
+    noise = np.random.default_rng(0).normal(size=WINDOW).astype(np.float32)
+    first = alert_data.body_eq(noise, np.random.default_rng(1))
+    again = alert_data.body_eq(noise, np.random.default_rng(1))
+    other = alert_data.body_eq(noise, np.random.default_rng(2))
+    assert first.dtype == np.float32 and np.all(np.isfinite(first)) and len(first) == WINDOW
+    assert np.array_equal(first, again) and not np.array_equal(first, other)
+    change = spectrum_db(first) - spectrum_db(noise)
+    freqs = np.fft.rfftfreq(WINDOW, 1.0 / SAMPLE_RATE)
+    assert np.abs(change).max() <= 27.0 + 1e-3
+    assert np.abs(change[(freqs > 100) & (freqs < 6000)]).max() > 1.0  # it did something
+
+
+def piano_like() -> np.ndarray:
+    t = np.arange(3 * SAMPLE_RATE) / SAMPLE_RATE
+    notes = sum(np.sin(2 * np.pi * 220.0 * k * t) / k for k in range(1, 12))
+    return (0.2 * notes * np.exp(-(t % 0.5) * 3)).astype(np.float32)
+
+
+def test_piano_eq_gives_the_piano_windows_other_timbres():
+    plain_x, plain_y = alert_data.make_windows([], [piano_like()], per_class=4, seed=3)
+    eq_x, eq_y = alert_data.make_windows([], [piano_like()], per_class=4, seed=3, piano_eq=True)
+    piano = CLASSES.index("piano")
+    alone = eq_y[:, piano] == 1
+    assert alone.sum() == alert_data.PIANO_SHARE * 4
+    assert np.array_equal(plain_y, eq_y)
+    for plain, shaped in zip(plain_x[alone], eq_x[alone], strict=True):
+        assert not np.allclose(plain, shaped)
