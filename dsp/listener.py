@@ -60,7 +60,7 @@ class ListenerParams:
     subharmonic_max_hz: float = 400.0  # ...this may be a body resonance's long period: YIN
     subharmonic_cut: float = 1.5  # again above this many times it wins when this much...
     subharmonic_margin: float = 0.15  # ...more confident, in windows up to this long:
-    subharmonic_window_s: float = 0.03
+    subharmonic_window_s: float = 0.05
     # (see NoteListener._above_body_estimate)
     max_energy_below: float = 0.08  # see pitch.energy_below
     peak_below_from_hz: float = 1000.0  # from here up, an estimate with more energy below...
@@ -316,10 +316,8 @@ class NoteListener:
     def _may_be_subharmonic(self, estimate: PitchEstimate) -> bool:
         """Whether a low, unsure estimate may be the long period that a body resonance and
         the note share (a resonance near a third of the note's frequency repeats with three
-        of its periods). Only in windows up to `subharmonic_window_s`: a note above 200 Hz
-        is decided within them when it can be, past them YIN costs several times more (see
-        MultiWindowPitch.FFT_FROM), and 50 ms decided the development and synthetic notes
-        exactly as 30 ms did."""
+        of its periods). Only in the first `subharmonic_window_s`: later windows hold
+        enough periods of the note for the harmonic and spectral checks."""
         p = self.params
         return (
             estimate.confidence < p.subharmonic_below_confidence
