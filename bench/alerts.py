@@ -142,16 +142,19 @@ def test_pianos(cache: Path, minutes: float) -> list[np.ndarray]:
 
 
 def false_alert_stream(
-    pianos: list[np.ndarray], speech: list[np.ndarray], minutes: float
+    pianos: list[np.ndarray],
+    speech: list[np.ndarray],
+    minutes: float,
+    shares: tuple[float, float, float] = (0.6, 0.2, 0.2),
 ) -> tuple[np.ndarray, list[tuple[float, str]]]:
-    """About 60% piano alone, 20% speech alone, 20% speech over piano, in 10-40 s stretches,
-    in a room, with noise. Returns the audio and (start s, kind) of every stretch."""
+    """About 60% piano alone, 20% speech alone, 20% speech over piano (`shares`), in 10-40 s
+    stretches, in a room, with noise. Returns the audio and (start s, kind) of every stretch."""
     rng = np.random.default_rng(5)
     total = int(minutes * 60 * SR)
     parts, kinds, length = [], [], 0
     piano_queue = list(pianos)
     while length < total:
-        kind = rng.choice(["piano", "speech", "both"], p=[0.6, 0.2, 0.2])
+        kind = rng.choice(["piano", "speech", "both"], p=list(shares))
         span = int(rng.uniform(10, 40) * SR)
         if kind == "piano":
             piece = piano_queue.pop(0) if piano_queue else piano_bed(pianos, span, rng)

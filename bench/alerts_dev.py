@@ -16,15 +16,17 @@ Development audio is neither training windows nor benchmark audio:
   600000+, GM programs 0, 1, 3), note-generator clips (seeds 800000+) and espeak-ng training
   voices with new utterances (seed 177); and piano alone on a GM program training never used,
   2 (electric grand), on the training soundfonts (seeds 650000+): a stand-in for a piano the
-  model has not heard.
+  model has not heard; and `VOICES_MINUTES` (10) of speech alone and over the development
+  pianos in espeak-ng voices neither training nor the benchmark uses
+  (`alert_data.DEV_VOICES`, seed 277): a stand-in for voices the model has not heard.
 - events: the benchmark's event protocol (`bench/alerts.segments`, `event_stream`, `judge`),
   with the development pianos as the bed, on the training split's real recordings (heard in
   training as crops: recall is optimistic, the timing is what matters) and synthesized alerts
   from seed 555 (training uses 1, the benchmark 999).
 
-Prints one row per rule: false alerts on the dev stream, on the unseen timbre (doorbell),
-latency median / p90 of detected events, the share detected within 1.5 s, recall alone / with
-piano; then per-class recall for the default rule. Writes <out>/alerts_dev.json.
+Prints one row per rule: false alerts on the dev stream, on the unseen timbre (doorbell), in
+the unseen voices, latency median / p90 of detected events, the share detected within 1.5 s,
+recall alone / with piano; then per-class recall for the default rule. Writes <out>/alerts_dev.json.
 """
 
 from __future__ import annotations
@@ -54,6 +56,7 @@ GRID = 800  # samples between scored windows: 0.05 s, so hops of 0.05 s multiple
 DEV_PIECES, DEV_PIECE_SEED = 8, 600_000  # per training soundfont, programs 0, 1, 3
 DEV_CLIPS, DEV_CLIP_SEED = 4, 800_000  # note-generator clips per training soundfont
 DEV_SPEECH, DEV_SPEECH_SEED = 120, 177
+VOICES, VOICES_SEED, VOICES_MINUTES = 60, 277, 10.0
 TIMBRE_PIECES, TIMBRE_SEED, TIMBRE_PROGRAM = 8, 650_000, 2
 SYNTH_EVENTS, SYNTH_SEED = 10, 555
 
@@ -186,6 +189,8 @@ class DevScores:
     false_minutes: float
     timbre: np.ndarray  # grid scores of piano alone on the unseen GM program
     timbre_minutes: float
+    voices: np.ndarray  # grid scores of speech in voices neither training nor the bench uses
+    voices_minutes: float
     events: list  # (bench Event, condition, sound start s, grid scores)
 
 
@@ -207,6 +212,14 @@ def timbre_audio(cache: Path, pieces: int) -> np.ndarray:
     return (audio + pink_noise(len(audio), rng) * 10 ** (-70 / 20)).astype(np.float32)
 
 
+def voices_audio(pianos: list[np.ndarray], minutes: float) -> np.ndarray:
+    """Speech alone and over the development pianos, half and half, in voices neither training
+    nor the benchmark uses; mixed as the benchmark's false-alert stream."""
+    speech = [s.audio for s in data.speech_sources(VOICES, "dev", VOICES_SEED)]
+    audio, _ = bench.false_alert_stream(pianos, speech, minutes, shares=(0.0, 0.5, 0.5))
+    return audio
+
+
 def dev_events(every: int = 1) -> list:
     sources = [
         s
@@ -225,6 +238,8 @@ def score_dev(model: AlertModel, cache: Path, minutes: float, quick: bool) -> De
     false_stream = grid_scores(model, stream)
     timbre = timbre_audio(cache, 3 if quick else TIMBRE_PIECES)
     timbre_scores = grid_scores(model, timbre)
+    voices = voices_audio(pianos, VOICES_MINUTES / 3 if quick else VOICES_MINUTES)
+    voices_scores = grid_scores(model, voices)
     print(f"false-alert audio scored ({time.monotonic() - started:.0f} s)", flush=True)
     events = []
     for event in dev_events(3 if quick else 1):
@@ -233,7 +248,13 @@ def score_dev(model: AlertModel, cache: Path, minutes: float, quick: bool) -> De
             events.append((event, condition, start_s, grid_scores(model, audio)))
     print(f"{len(events) // 2} events scored ({time.monotonic() - started:.0f} s)", flush=True)
     return DevScores(
-        false_stream, len(stream) / SR / 60, timbre_scores, len(timbre) / SR / 60, events
+        false_stream,
+        len(stream) / SR / 60,
+        timbre_scores,
+        len(timbre) / SR / 60,
+        voices_scores,
+        len(voices) / SR / 60,
+        events,
     )
 
 
@@ -243,6 +264,7 @@ class RuleResult:
     rule: StreamRule
     false_alerts: list[Alert]
     timbre_alerts: list[Alert]
+    voices_alerts: list[Alert]
     outcomes: list  # bench Outcome per (event, condition)
 
     @property
@@ -268,6 +290,7 @@ def evaluate(scores: DevScores, rule: StreamRule) -> RuleResult:
         rule,
         replay(scores.false_stream, rule.hop_s, rules, rule.timeout_s),
         replay(scores.timbre, rule.hop_s, rules, rule.timeout_s),
+        replay(scores.voices, rule.hop_s, rules, rule.timeout_s),
         outcomes,
     )
 
@@ -279,7 +302,8 @@ def table_row(result: RuleResult) -> str:
     within = f"{np.mean([x <= 1.5 for x in lat]):.2f}" if lat else "n/a"
     return (
         f"| {result.rule.name} | {len(result.false_alerts)} | "
-        f"{len(result.timbre_alerts)} ({doorbell}) | {median} | {within} | "
+        f"{len(result.timbre_alerts)} ({doorbell}) | {len(result.voices_alerts)} | "
+        f"{median} | {within} | "
         f"{result.recall('alone'):.3f} / {result.recall('piano'):.3f} |"
     )
 
@@ -313,9 +337,10 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"| rule | false, {scores.false_minutes:.1f} min dev | "
         f"false, {scores.timbre_minutes:.1f} min unseen timbre (doorbell) | "
+        f"false, {scores.voices_minutes:.1f} min unseen voices | "
         "latency median / p90 | within 1.5 s | recall alone / with piano |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for result in results:
         print(table_row(result))
 
@@ -328,6 +353,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{label:<14} | {count:>3} | {alone:.2f} | {piano:.2f}")
     by_class = dict(Counter(alert.label for alert in default.false_alerts))
     print(f"false alerts by class on the dev stream: {by_class or 'none'}")
+    in_voices = dict(Counter(alert.label for alert in default.voices_alerts))
+    print(f"false alerts by class in the unseen voices: {in_voices or 'none'}")
     print(f"(ran {time.monotonic() - started:.0f} s)")
 
     args.out.mkdir(parents=True, exist_ok=True)
@@ -339,6 +366,7 @@ def main(argv: list[str] | None = None) -> int:
                 "rule": r.rule.name,
                 "false_alerts": [(a.stream_s, a.label, a.confidence) for a in r.false_alerts],
                 "timbre_alerts": [(a.stream_s, a.label, a.confidence) for a in r.timbre_alerts],
+                "voices_alerts": [(a.stream_s, a.label, a.confidence) for a in r.voices_alerts],
                 "outcomes": [o.__dict__ for o in r.outcomes],
             }
             for r in results

@@ -348,6 +348,9 @@ def synth_sources(count: int, split: str, seed: int) -> list[Source]:
 # -- speech (espeak-ng) -------------------------------------------------------------------------
 TRAIN_VOICES = ("en-us", "en-gb", "en-us+f3", "en-gb+f2", "de", "fr+m3", "en+m4", "es+f4")
 TEST_VOICES = ("en-gb-scotland", "en-us+f1", "en-029+m2", "it", "nl+f2", "en+klatt")
+# Neither training's nor the benchmark's: development audio with voices the model never heard,
+# which is where the benchmark's speech false alerts come from.
+DEV_VOICES = ("en-us+m3", "en-gb+f4", "pt+m2", "pl+f4", "sv+m5", "hu+f1")
 _TEXT = (
     "the piano is out of tune again and we should call someone about it before the concert "
     "could you please bring me a glass of water when you have a moment dinner is ready "
@@ -383,10 +386,11 @@ def speak(text: str, voice: str, speed: int, pitch: int) -> np.ndarray:
 
 
 def speech_sources(count: int, split: str, seed: int) -> list[Source]:
-    """`count` synthesized utterances of 8-20 words, in the split's own voices."""
+    """`count` synthesized utterances of 8-20 words, in the split's own voices ("train",
+    "dev", anything else: the benchmark's)."""
     if not speech_available():
         raise RuntimeError("espeak-ng not found: install it with `sudo apt-get install espeak-ng`")
-    voices = TRAIN_VOICES if split == "train" else TEST_VOICES
+    voices = {"train": TRAIN_VOICES, "dev": DEV_VOICES}.get(split, TEST_VOICES)
     rng = np.random.default_rng([seed, 7])
     words = _TEXT.split()
     sources = []

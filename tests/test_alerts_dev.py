@@ -102,6 +102,33 @@ def test_rule_option_parses_and_names_what_is_missing(dev):
         dev.parse_rule("n=3,m=4")
 
 
+def test_rule_option_takes_a_class_threshold_and_refuses_unknown_keys(dev):
+    rule = dev.parse_rule("hop_s=0.25,n=3,m=4,threshold=0.6,doorbell=0.7")
+    thresholds = {label: r.threshold for label, r in rule.rules().items()}
+    assert thresholds["doorbell"] == 0.7
+    assert {t for label, t in thresholds.items() if label != "doorbell"} == {0.6}
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown dorbell"):
+        dev.parse_rule("hop_s=0.25,n=3,m=4,dorbell=0.7")
+
+
+def test_voices_stream_is_speech_alone_or_over_piano_never_piano_alone(dev):
+    bench_alerts = dev.bench
+    piano = [np.sin(np.arange(40 * SAMPLE_RATE) * 0.05).astype(np.float32)]
+    speech = [pink_noise(SAMPLE_RATE, np.random.default_rng(k)) for k in range(3)]
+    _, kinds = bench_alerts.false_alert_stream(piano, speech, 2.0, shares=(0.0, 0.5, 0.5))
+    assert {kind for _, kind in kinds} == {"speech", "both"}
+    # the default shares draw what the benchmark always drew
+    audio, kinds = bench_alerts.false_alert_stream(piano, speech, 2.0)
+    again, kinds_again = bench_alerts.false_alert_stream(piano, speech, 2.0, shares=(0.6, 0.2, 0.2))
+    assert np.array_equal(audio, again) and kinds == kinds_again
+
+
+def test_dev_voices_are_neither_training_nor_benchmark_voices():
+    dev_voices = set(alert_data.DEV_VOICES)
+    assert not dev_voices & set(alert_data.TRAIN_VOICES)
+    assert not dev_voices & set(alert_data.TEST_VOICES)
+
+
 def test_default_row_is_the_shipped_config(dev):
     alerts = Settings().alerts
     rule = dev.default_rule()
