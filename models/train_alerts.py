@@ -131,10 +131,17 @@ def gather_pianos(recipe: Recipe, cache: Path) -> list[np.ndarray]:
     return pianos
 
 
+# What only the fitting uses: trainings that differ in these share one cached window set.
+_FIT_ONLY = ("epochs", "batch", "calibrate", "spec_augment", "width")
+
+
 def _fingerprint(
     recipe: Recipe, sources: Sequence[data.Source], pianos: Sequence[np.ndarray]
 ) -> str:
-    digest = hashlib.sha1(json.dumps([RECIPE_VERSION, asdict(recipe)]).encode())
+    """Names the cached training windows: everything that shapes them, nothing that only the
+    fitting uses."""
+    shaping = {k: v for k, v in asdict(recipe).items() if k not in _FIT_ONLY}
+    digest = hashlib.sha1(json.dumps([RECIPE_VERSION, shaping]).encode())
     for source in sources:
         digest.update(f"{source.label}|{source.name}|{source.split}|{len(source.audio)}".encode())
     for piano in pianos:

@@ -115,3 +115,14 @@ def test_piano_eq_gives_the_piano_windows_other_timbres():
     assert np.array_equal(plain_y, eq_y)
     for plain, shaped in zip(plain_x[alone], eq_x[alone], strict=True):
         assert not np.allclose(plain, shaped)
+
+
+def test_trainings_that_differ_only_in_fitting_share_the_cached_windows():
+    import dataclasses
+
+    base = train_alerts.Recipe()
+    fingerprint = train_alerts._fingerprint(base, [], [])
+    for change in ({"epochs": 3}, {"spec_augment": True}, {"width": 2.0}, {"batch": 32}):
+        assert train_alerts._fingerprint(dataclasses.replace(base, **change), [], []) == fingerprint
+    for change in ({"piano_eq": True}, {"per_class": 10}, {"seed": 2}, {"onset_share": 0.2}):
+        assert train_alerts._fingerprint(dataclasses.replace(base, **change), [], []) != fingerprint
