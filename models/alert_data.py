@@ -627,28 +627,35 @@ def _piano_crop(pianos: Sequence[np.ndarray], rng: np.random.Generator) -> np.nd
     return crop
 
 
+def _octaves_from_1k(n: int) -> np.ndarray:
+    """Octaves from 1 kHz of each rfft bin of an `n`-sample window (0 Hz counted as 1 Hz)."""
+    return np.log2(np.maximum(np.fft.rfftfreq(n, 1.0 / SR), 1.0) / 1000.0)
+
+
+def _with_gain_db(audio: np.ndarray, gain_db: np.ndarray) -> np.ndarray:
+    """`audio` with each rfft bin's gain set to `gain_db` (zero phase)."""
+    return np.fft.irfft(np.fft.rfft(audio) * 10 ** (gain_db / 20), len(audio)).astype(np.float32)
+
+
 def tilt(audio: np.ndarray, rng: np.random.Generator, max_db: float = 8.0) -> np.ndarray:
     """A random spectral tilt, up to +-`max_db` at 125 Hz and 8 kHz relative to 1 kHz: other
     microphones, other rooms, other pianos."""
     tilt_db = rng.uniform(-max_db, max_db)
-    spectrum = np.fft.rfft(audio)
-    freqs = np.maximum(np.fft.rfftfreq(len(audio), 1.0 / SR), 1.0)
-    octaves = np.clip(np.log2(freqs / 1000.0), -3.0, 3.0) / 3.0
-    return np.fft.irfft(spectrum * 10 ** (tilt_db * octaves / 20), len(audio)).astype(np.float32)
+    octaves = np.clip(_octaves_from_1k(len(audio)), -3.0, 3.0) / 3.0
+    return _with_gain_db(audio, tilt_db * octaves)
 
 
 def body_eq(audio: np.ndarray, rng: np.random.Generator, bands: int = 3) -> np.ndarray:
     """Another instrument's body: `bands` random resonances or dips (100 Hz-6 kHz, +-9 dB,
     0.2-1 octave wide, bell-shaped in log frequency) on the spectrum. A piano's timbre is its
     soundboard's and case's resonances; a handful of soundfonts has only a handful of them."""
-    spectrum = np.fft.rfft(audio)
-    octaves = np.log2(np.maximum(np.fft.rfftfreq(len(audio), 1.0 / SR), 1.0) / 1000.0)
+    octaves = _octaves_from_1k(len(audio))
     gain_db = np.zeros(len(octaves))
     for _ in range(bands):
         centre = rng.uniform(np.log2(0.1), np.log2(6.0))
         width = rng.uniform(0.2, 1.0)
         gain_db += rng.uniform(-9.0, 9.0) * np.exp(-0.5 * ((octaves - centre) / (width / 2)) ** 2)
-    return np.fft.irfft(spectrum * 10 ** (gain_db / 20), len(audio)).astype(np.float32)
+    return _with_gain_db(audio, gain_db)
 
 
 def mix_window(
