@@ -307,11 +307,17 @@ class NoteListener:
         cutoff = p.stiff_partials * estimate.freq_hz
         if cutoff >= 0.5 * self.rate:
             return estimate  # nothing above to take away
-        smooth = band_passed(window, p.stiff_above * estimate.freq_hz, cutoff, self.rate)
-        other = self._pitch.estimate(smooth.astype(np.float32), p.a4_hz)
+        other = self._estimate_in_band(window, p.stiff_above * estimate.freq_hz, cutoff)
         if other is None or other.confidence < estimate.confidence + p.stiff_margin:
             return estimate
         return other
+
+    def _estimate_in_band(
+        self, window: np.ndarray, low_hz: float, high_hz: float
+    ) -> PitchEstimate | None:
+        """YIN on the window with what lies below `low_hz` and above `high_hz` taken out."""
+        kept = band_passed(window, low_hz, high_hz, self.rate).astype(np.float32)
+        return self._pitch.estimate(kept, self.params.a4_hz)
 
     def _may_be_subharmonic(self, estimate: PitchEstimate) -> bool:
         """Whether a low, unsure estimate may be the long period that a body resonance and
@@ -332,8 +338,7 @@ class NoteListener:
         that a note is never moved down."""
         p = self.params
         cut = p.subharmonic_cut * estimate.freq_hz
-        high = band_passed(window, cut, float(self.rate), self.rate).astype(np.float32)
-        other = self._pitch.estimate(high, p.a4_hz)
+        other = self._estimate_in_band(window, cut, float(self.rate))
         if (
             other is None
             or other.confidence < estimate.confidence + p.subharmonic_margin
