@@ -16,7 +16,14 @@ import numpy as np
 from .config import Settings, load_settings
 from .errors import NotesightError
 from .systemd import JournalFormatter, under_systemd
-from .transcribe import Note, daemon_block_size, listener_params, notes_from_blocks, write_midi
+from .transcribe import (
+    Note,
+    daemon_block_size,
+    listener_params,
+    notes_from_blocks,
+    transcribe_block_size,
+    write_midi,
+)
 
 log = logging.getLogger("notesight")
 
@@ -42,7 +49,7 @@ def cmd_transcribe(args: argparse.Namespace) -> int:
     # The listener runs at any rate; resampling first would only add the resampler's
     # pre-ringing ahead of every attack, which is heard as an early strike.
     rate = audio_file_rate(args.file)
-    with FileSource(args.file, None, daemon_block_size(rate)) as source:
+    with FileSource(args.file, None, transcribe_block_size(rate, params)) as source:
         for note in notes_from_blocks(source, source.sample_rate, params):
             notes.append(note)
             if args.jsonl:

@@ -15,6 +15,18 @@ def rms_dbfs(samples: np.ndarray) -> float:
     return 10.0 * math.log10(power) if power > 1e-12 else SILENCE_DBFS
 
 
+def rms_dbfs_rows(rows: np.ndarray) -> list[float]:
+    """`rms_dbfs` of each row of a 2-D float32 array, in one call for all rows. With numpy >= 2
+    bit for bit: np.vecdot takes each row's dot product as np.dot takes one
+    (tests/test_blocks.py checks)."""
+    length = max(rows.shape[1], 1)
+    powers = np.vecdot(rows, rows) if hasattr(np, "vecdot") else np.einsum("ij,ij->i", rows, rows)
+    return [
+        10.0 * math.log10(power / length) if power / length > 1e-12 else SILENCE_DBFS
+        for power in powers.tolist()
+    ]
+
+
 class NoiseFloor:
     """Minimum-following noise floor: drops at once to a quieter hop, rises slowly.
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from .decimate import Decimator
 from .events import NoteEvent, NoteOff, NoteOn
-from .level import NoiseFloor, rms_dbfs
+from .level import NoiseFloor, rms_dbfs_rows
 from .music import freq_to_midi, midi_to_freq, midi_to_name
 from .onset import OnsetDetector, locate_strike
 from .pitch import (
@@ -185,20 +185,30 @@ class NoteListener:
 
     # -- public streaming interface -------------------------------------------------------
     def feed(self, block: np.ndarray) -> list[NoteEvent]:
+        """Analyse every whole hop the block completes, in order. For a block of many hops
+        the front end (levels, onset spectra) runs on all of them at once and the decisions
+        hop by hop, which gives exactly the events of hop-sized blocks, `emitted_s` included
+        (see `_emitted_s`): `transcribe` feeds long blocks, the daemon one hop."""
         block = np.asarray(block, dtype=np.float32)
         events: list[NoteEvent] = []
         decimated = self._decimator.feed(block)
-        # The event is emitted once the whole block is consumed (the daemon's block is a hop).
         self._consumed_input += len(block)
         hop = self.hop
         if len(decimated) == hop and not len(self._partial):
-            # The daemon's block is exactly one hop: no joining and slicing on every call.
-            self._process_hop(decimated, events)
+            # The daemon's block is exactly one hop: no joining, slicing or batching.
+            # The same calls as for a long block, so both decide alike whatever numpy does.
+            (level,) = rms_dbfs_rows(decimated.reshape(1, -1))
+            flux, flux2 = self._onsets.flux(decimated)
+            self._process_hop(decimated, level, flux, flux2, events)
             return events
         data = np.concatenate((self._partial, decimated)) if len(self._partial) else decimated
         n_hops = len(data) // hop
-        for i in range(n_hops):
-            self._process_hop(data[i * hop : (i + 1) * hop], events)
+        if n_hops:
+            hops = data[: n_hops * hop].reshape(n_hops, hop)
+            levels = rms_dbfs_rows(hops)
+            fluxes, fluxes2 = self._onsets.fluxes(hops)
+            for i in range(n_hops):
+                self._process_hop(hops[i], levels[i], fluxes[i], fluxes2[i], events)
         self._partial = data[n_hops * hop :]
         return events
 
@@ -216,13 +226,14 @@ class NoteListener:
         return events
 
     # -- per hop ----------------------------------------------------------------------------
-    def _process_hop(self, hop: np.ndarray, events: list[NoteEvent]) -> None:
+    def _process_hop(
+        self, hop: np.ndarray, level: float, flux: float, flux2: float, events: list[NoteEvent]
+    ) -> None:
         self._append(hop)
         self._position += self.hop
-        level = rms_dbfs(hop)
         self.level_dbfs = level
         floor = self._floor.update(level)
-        strength = self._onsets.process(hop, level, floor)
+        strength = self._onsets.decide(flux, flux2, level, floor)
         if strength is not None:
             recent = self._buffer[self._filled - self._onsets.frame_size : self._filled]
             back = locate_strike(recent, 2 * self.hop, self._strike_chunk)
@@ -641,6 +652,13 @@ class NoteListener:
     def _seconds(self, analysis_position: int) -> float:
         return analysis_position / self.rate - self._decimator.delay_s
 
+    def _emitted_s(self) -> float:
+        """The input consumed when the current hop was decided, as the daemon feeds it: one
+        hop of input per block, so a hop is decided once `factor` x its end has come in
+        (never more than has been fed)."""
+        consumed = min(self._consumed_input, self._position * self._factor)
+        return round(consumed / self.input_rate, 4)
+
     def _start_note(self, pending: _PendingNote, e: PitchEstimate, events: list[NoteEvent]) -> None:
         onset_pos = pending.onset
         if self._sounding is not None:
@@ -655,7 +673,7 @@ class NoteListener:
                 cents=cents,
                 velocity=self._velocity(pending.peak_dbfs),
                 onset_s=round(max(0.0, self._seconds(onset_pos)), 4),
-                emitted_s=round(self._consumed_input / self.input_rate, 4),
+                emitted_s=self._emitted_s(),
             )
         )
         self._sounding = _SoundingNote(midi, e.freq_hz, pending.peak_dbfs)
@@ -668,7 +686,7 @@ class NoteListener:
                 midi=note.midi,
                 name=midi_to_name(note.midi),
                 offset_s=round(max(0.0, self._seconds(analysis_position)), 4),
-                emitted_s=round(self._consumed_input / self.input_rate, 4),
+                emitted_s=self._emitted_s(),
             )
         )
         self._sounding = None
