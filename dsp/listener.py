@@ -83,6 +83,9 @@ class ListenerParams:
     run_windows: int = 3  # this many agreeing estimates in a row decide...
     run_confidence: float = 0.35  # ...when each has at least this confidence (see _steady_run)
     run_octave_margin: float = 0.1  # the period must be this much more alike than half of it
+    run_short_periods: float = 6.0  # ...in windows shorter than two periods of the lowest key,
+    run_short_cents: float = 35.0  # when the latest holds this many periods of its note and
+    # lies this close to a key
     release_drop_db: float = 40.0  # note-off when the level falls this far below its peak
     release_above_floor_db: float = 6.0
     velocity_floor_dbfs: float = -60.0  # level that maps to velocity 1
@@ -533,19 +536,36 @@ class NoteListener:
         at least `run_confidence`. Room noise and reverberation lower YIN's confidence in a
         soft bass note's period (they are part of every window, the note only a part) but do
         not move the period: window after growing window finding the same one is evidence
-        no single window gives. Only windows that hold two periods of the lowest key count:
-        in a shorter one YIN cannot see a lower note's period and, in a room, finds one as
-        steadily in an upper partial or the delay of an early reflection. And the window's
-        power must lie at or above the note, counting down to the lowest bins: a rumble
-        below 20 Hz (pink noise has most of its power there) gives YIN a steady "period"
-        near the window's longest lag, as steady as a bass string's."""
+        no single window gives. So does a string still ringing under a new key (legato): its
+        partials beat with the new note's and YIN's confidence in the new period creeps up
+        for tens of ms while the period stays put.
+
+        In windows shorter than two periods of the lowest key YIN cannot see a lower note's
+        period, and in a room it finds one as steadily in an upper partial or the delay of
+        an early reflection. So there a run counts only in legato, where the beating old
+        string explains the low confidence (an isolated bass key in a room gave a run on its
+        third partial that the energy-below check let through), when the latest window holds
+        `run_short_periods` periods of its note (a reflection's delay is not repeated six
+        times), near a key's pitch, and not on the key still sounding (see
+        `_is_sounding_key`).
+
+        In the longer windows the window's power must lie at or above the note, counting down
+        to the lowest bins: a rumble below 20 Hz (pink noise has most of its power there)
+        gives YIN a steady "period" near the window's longest lag, as steady as a bass
+        string's."""
         p = self.params
         if p.run_windows < 2 or len(estimates) < p.run_windows:
             return False
         run = estimates[-p.run_windows :]
-        if run[0].window < self._run_window:
-            return False
         latest = run[-1]
+        short = run[0].window < self._run_window
+        if short and (
+            self._sounding is None
+            or latest.periods < p.run_short_periods
+            or self._is_sounding_key(latest)
+            or abs(latest.midi_float - round(latest.midi_float)) > p.run_short_cents / 100.0
+        ):
+            return False
         if not all(
             e.confidence >= p.run_confidence
             and abs(e.midi_float - latest.midi_float) < p.agree_semitones
@@ -553,13 +573,20 @@ class NoteListener:
         ):
             return False
         window = self._buffer[self._filled - latest.window : self._filled]
-        below = energy_below(window, latest.freq_hz, round(self.rate), lowest_hz=0.0)
-        if below > p.max_energy_below:
-            return False
+        if not short:
+            below = energy_below(window, latest.freq_hz, round(self.rate), lowest_hz=0.0)
+            if below > p.max_energy_below:
+                return False
         # With no dip below YIN's tolerance, YIN takes its deepest, and twice the period
         # dips about as deep as the period itself: a run an octave low is not a decision.
         period = self.rate / latest.freq_hz
         return _similarity(window, period / 2) < _similarity(window, period) - p.run_octave_margin
+
+    def _is_sounding_key(self, e: PitchEstimate) -> bool:
+        """Whether the estimate is the key still sounding: in legato the old string rings on,
+        often louder than the new one, and YIN finds its period as steadily as a repeated
+        key's. A short run does not tell the two apart; two confident windows do."""
+        return self._sounding is not None and abs(e.midi_float - self._sounding.midi) < 0.5
 
     def _suspiciously_low(self, e: PitchEstimate) -> bool:
         """Far below the note still ringing, YIN may have found the period the two strings
