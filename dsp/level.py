@@ -9,10 +9,13 @@ import numpy as np
 SILENCE_DBFS = -120.0
 
 
+def _dbfs(mean_power: float) -> float:
+    return 10.0 * math.log10(mean_power) if mean_power > 1e-12 else SILENCE_DBFS
+
+
 def rms_dbfs(samples: np.ndarray) -> float:
     """RMS level in dB relative to a full-scale square wave (+-1.0 -> 0 dBFS)."""
-    power = float(np.dot(samples, samples)) / max(len(samples), 1)
-    return 10.0 * math.log10(power) if power > 1e-12 else SILENCE_DBFS
+    return _dbfs(float(np.dot(samples, samples)) / max(len(samples), 1))
 
 
 def rms_dbfs_rows(rows: np.ndarray) -> list[float]:
@@ -21,10 +24,7 @@ def rms_dbfs_rows(rows: np.ndarray) -> list[float]:
     (tests/test_blocks.py checks)."""
     length = max(rows.shape[1], 1)
     powers = np.vecdot(rows, rows) if hasattr(np, "vecdot") else np.einsum("ij,ij->i", rows, rows)
-    return [
-        10.0 * math.log10(power / length) if power / length > 1e-12 else SILENCE_DBFS
-        for power in powers.tolist()
-    ]
+    return [_dbfs(power / length) for power in powers.tolist()]
 
 
 class NoiseFloor:

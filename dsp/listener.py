@@ -198,8 +198,9 @@ class NoteListener:
         self._consumed_input += len(block)
         hop = self.hop
         if len(decimated) == hop and not len(self._partial):
-            # The daemon's block is exactly one hop: no joining, slicing or batching.
-            # The same calls as for a long block, so both decide alike whatever numpy does.
+            # The daemon's block is exactly one hop: no joining, slicing or batching. Its level
+            # goes through the same call as a long block's (the same numbers whatever numpy
+            # does); OnsetDetector.flux matches `fluxes` bit for bit (tests/test_blocks.py).
             (level,) = rms_dbfs_rows(decimated.reshape(1, -1))
             flux, flux2 = self._onsets.flux(decimated)
             self._process_hop(decimated, level, flux, flux2, events)

@@ -22,9 +22,9 @@ import numpy as np
 
 
 class OnsetDetector:
-    """Call `process(hop, level_dbfs, floor_dbfs)` once per hop; returns the onset strength
-    (flux over threshold, >= 1.0) on the hop that holds a strike, else None. For many hops
-    at once: `fluxes(hops)` for all of them, then `decide(...)` for each, in order."""
+    """Per hop, in order: its two rises from `flux(hop)` (or `fluxes(hops)` for many hops at
+    once), then `decide(flux, flux2, level_dbfs, floor_dbfs)`, which returns the onset strength
+    (flux over threshold, >= 1.0) on the hop that holds a strike, else None."""
 
     def __init__(
         self,
@@ -131,10 +131,6 @@ class OnsetDetector:
             [rise / bins for rise in np.add.reduce(rises, axis=1).tolist()],
             [rise / bins for rise in np.add.reduce(rises2, axis=1).tolist()],
         )
-
-    def process(self, hop: np.ndarray, level_dbfs: float, floor_dbfs: float) -> float | None:
-        flux, flux2 = self.flux(hop)
-        return self.decide(flux, flux2, level_dbfs, floor_dbfs)
 
     def decide(
         self, flux: float, flux2: float, level_dbfs: float, floor_dbfs: float
