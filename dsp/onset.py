@@ -108,13 +108,10 @@ class OnsetDetector:
         count, hop = hops.shape
         samples = np.concatenate((self._tail, hops.reshape(-1)))
         self._tail = samples[len(samples) - len(self._tail) :]
-        if count == 1:
-            frames = samples.reshape(1, -1)  # a view costs more than the FFT saves here
-        else:
-            step = samples.strides[0]
-            frames = np.lib.stride_tricks.as_strided(
-                samples, (count, self.frame_size), (hop * step, step), writeable=False
-            )
+        step = samples.strides[0]
+        frames = np.lib.stride_tricks.as_strided(
+            samples, (count, self.frame_size), (hop * step, step), writeable=False
+        )
         # Oldest first: the two hops before these, then these.
         spectra = np.empty((count + 2, self._band_bins), np.float32)
         spectra[:2] = self._previous
