@@ -74,6 +74,8 @@ class ListenerParams:
     # YIN found the old note again (see NoteListener._old_note_masks_new)
     legato_below_check: bool = True  # see NoteListener._only_old_note_below
     legato_below_ratio: float = 0.1  # ...a lower note's other harmonics must stay under this
+    legato_below_from_hz: float = 200.0  # ...counting those from here (the strike's thump)...
+    legato_below_top: float = 3.0  # ...up to this many times the estimate
     legato_below_beats: float = 3.0  # ...and the window must hold this many beats between a
     # lower candidate and the old note's nearest partial
     legato_key_check: bool = True  # see NoteListener._check_neighbour_keys
@@ -635,7 +637,10 @@ class NoteListener:
         rise = self._rise_since_strike(e.window)
         if rise is None:
             return False  # no view before the strike: a lower new note can't be ruled out
-        return not any(self._lower_note_rose(rise, e.freq_hz, k) for k in _BELOW_FACTORS)
+        freq_hz = self._new_peak_hz(rise, e.freq_hz)
+        if round(freq_to_midi(freq_hz, self.params.a4_hz)) != round(e.midi_float):
+            return False  # the new string itself sounds on another key
+        return not any(self._lower_note_rose(rise, freq_hz, k) for k in _BELOW_FACTORS)
 
     def _apart_from_old_partials(self, freq_hz: float, size: int) -> bool:
         """Whether a window of `size` samples tells `freq_hz` from the sounding note's
@@ -646,14 +651,35 @@ class NoteListener:
         nearest = max(1, round(freq_hz / sounding.freq_hz)) * sounding.freq_hz
         return size / self.rate * abs(freq_hz - nearest) >= self.params.legato_below_beats
 
+    def _new_peak_hz(self, rise: np.ndarray, freq_hz: float) -> float:
+        """The strongest peak of what the strike added within +-5 % of `freq_hz`. In legato
+        YIN's period lies between the old string's and the new one's while the two beat (up
+        to half a semitone off); the rise holds the new string alone, and its harmonics are
+        where the lower-note test must look for it."""
+        bin_hz = self.rate / (2 * (len(rise) - 1))
+        lo = int(0.95 * freq_hz / bin_hz)
+        hi = min(len(rise), int(1.05 * freq_hz / bin_hz) + 2)
+        return (lo + int(np.argmax(rise[lo:hi]))) * bin_hz if hi > lo else freq_hz
+
     def _lower_note_rose(self, rise: np.ndarray, freq_hz: float, k: int) -> bool:
         """Whether the strike added a note at freq_hz / k, judged on `rise` (what the strike
         added to the power spectrum): its harmonics that are not multiples of k rose too (see
-        `pitch.missing_harmonic_factor` for the idea)."""
+        `pitch.missing_harmonic_factor` for the idea).
+
+        Only harmonics from `legato_below_from_hz` up to `legato_below_top` times freq_hz
+        count. Every strike adds the hammer's thump and the soundboard's lowest modes below
+        about 200 Hz, a lump a window of a few periods cannot tell from a lower string's
+        partial there. Above three times the estimate the +-3 % bands of a lower note's
+        harmonics crowd together and catch the new string's own partials, which a stiff
+        string pushes sharp; a lower note shows itself in its first few harmonics anyway."""
+        p = self.params
         bin_hz = self.rate / (2 * (len(rise) - 1))
-        top_hz = min(0.45 * self.rate, 8.5 * freq_hz)
-        shared, other = split_by_multiples(harmonic_energies(rise, bin_hz, freq_hz / k, top_hz), k)
-        return shared <= 0.0 or other >= self.params.legato_below_ratio * shared
+        top_hz = min(0.45 * self.rate, p.legato_below_top * freq_hz)
+        energies = harmonic_energies(rise, bin_hz, freq_hz / k, top_hz)
+        first = int(np.ceil(p.legato_below_from_hz * k / freq_hz))  # harmonics below: thump
+        energies[: max(0, first - 1)] = 0.0
+        shared, other = split_by_multiples(energies, k)
+        return shared <= 0.0 or other >= p.legato_below_ratio * shared
 
     def _rise_since_strike(self, size: int) -> np.ndarray | None:
         """While a note sounds: the power spectrum of the newest `size` samples less that of
