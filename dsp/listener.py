@@ -608,12 +608,38 @@ class NoteListener:
         rate = round(self.rate)
         if energy_below(window, e.freq_hz, rate) <= p.max_energy_below:
             return True
-        if self._only_old_note_below(e):
+        if self._only_old_note_below(e) or self._only_thump_below(e):
             return True
         # A treble note is judged by the strongest peak below it instead (see peak_below).
         return e.freq_hz >= p.peak_below_from_hz and (
             peak_below(window, e.freq_hz, rate) <= p.max_peak_below
         )
+
+    def _only_thump_below(self, e: PitchEstimate) -> bool:
+        """Whether, with no note sounding, the energy below the estimate is only the strike's
+        thump (the soundboard's lowest modes, below `legato_below_from_hz`) and the room it
+        rang into. Under a soft note an octave or more above it the thump holds a good part
+        of a short window. What the strike added must then hold next to nothing between the
+        thump and the estimate (a bass note whose upper partial YIN took has its partials
+        there), peak on the estimate's key, and show no lower note (`_lower_note_rose`)."""
+        p = self.params
+        pending = self._pending
+        if self._sounding is not None or pending is None:
+            return False
+        if e.freq_hz < 2.0 * p.legato_below_from_hz:
+            return False  # the thump is not an octave below: it can't be told from the note
+        rise = self._strike_added(pending, e.window)
+        bin_hz = self.rate / (2 * (len(rise) - 1))
+        total = float(rise[int(20.0 / bin_hz) + 1 :].sum())
+        between = float(
+            rise[int(p.legato_below_from_hz / bin_hz) + 1 : int(0.75 * e.freq_hz / bin_hz)].sum()
+        )
+        if total <= 0.0 or between > p.max_energy_below * total:
+            return False
+        freq_hz = self._new_peak_hz(rise, e.freq_hz)
+        if round(freq_to_midi(freq_hz, p.a4_hz)) != round(e.midi_float):
+            return False
+        return not any(self._lower_note_rose(rise, freq_hz, k) for k in _BELOW_FACTORS)
 
     def _only_old_note_below(self, e: PitchEstimate) -> bool:
         """Whether the energy below the estimate is the old string's, which rings on in
@@ -688,12 +714,20 @@ class NoteListener:
         pending = self._pending
         if self._sounding is None or pending is None:
             return None
-        strike = self._filled - (self._position - pending.onset)
-        if strike - size < 0:
+        if self._filled - (self._position - pending.onset) - size < 0:
             return None
-        rise = power_spectrum(self._buffer[self._filled - size : self._filled])
-        rise -= power_spectrum(self._buffer[strike - size : strike])
-        return np.maximum(rise, 0.0, out=rise)
+        return self._strike_added(pending, size)
+
+    def _strike_added(self, pending: _PendingNote, size: int) -> np.ndarray:
+        """The power spectrum of the newest `size` samples less that of the `size` samples
+        just before the pending strike, clipped at 0; the spectrum alone when the buffer does
+        not reach back that far (the stream's start)."""
+        added = power_spectrum(self._buffer[self._filled - size : self._filled])
+        strike = self._filled - (self._position - pending.onset)
+        if strike - size >= 0:
+            added -= power_spectrum(self._buffer[strike - size : strike])
+            np.maximum(added, 0.0, out=added)
+        return added
 
     def _give_up_or_guess(self, pending: _PendingNote, events: list[NoteEvent]) -> None:
         candidates = [e for e in pending.estimates if self._in_range(e)]
