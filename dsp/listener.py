@@ -74,8 +74,9 @@ class ListenerParams:
     # YIN found the old note again (see NoteListener._old_note_masks_new)
     legato_below_check: bool = True  # see NoteListener._only_old_note_below
     legato_below_ratio: float = 0.1  # ...a lower note's other harmonics must stay under this
-    legato_below_from_hz: float = 200.0  # ...counting those from here (the strike's thump)...
-    legato_below_top: float = 3.0  # ...up to this many times the estimate
+    thump_hz: float = 200.0  # the strike's thump lies below this: a lower note's harmonics
+    lower_note_top: float = 3.0  # ...count from here up to this many times the estimate (see
+    # NoteListener._lower_note_rose and _only_thump_below)
     legato_below_beats: float = 3.0  # ...and the window must hold this many beats between a
     # lower candidate and the old note's nearest partial
     legato_key_check: bool = True  # see NoteListener._check_neighbour_keys
@@ -617,7 +618,7 @@ class NoteListener:
 
     def _only_thump_below(self, e: PitchEstimate) -> bool:
         """Whether, with no note sounding, the energy below the estimate is only the strike's
-        thump (the soundboard's lowest modes, below `legato_below_from_hz`) and the room it
+        thump (the soundboard's lowest modes, below `thump_hz`) and the room it
         rang into. Under a soft note an octave or more above it the thump holds a good part
         of a short window. What the strike added must then hold next to nothing between the
         thump and the estimate (a bass note whose upper partial YIN took has its partials
@@ -626,14 +627,12 @@ class NoteListener:
         pending = self._pending
         if self._sounding is not None or pending is None:
             return False
-        if e.freq_hz < 2.0 * p.legato_below_from_hz:
+        if e.freq_hz < 2.0 * p.thump_hz:
             return False  # the thump is not an octave below: it can't be told from the note
         rise = self._strike_added(pending, e.window)
         bin_hz = self.rate / (2 * (len(rise) - 1))
         total = float(rise[int(20.0 / bin_hz) + 1 :].sum())
-        between = float(
-            rise[int(p.legato_below_from_hz / bin_hz) + 1 : int(0.75 * e.freq_hz / bin_hz)].sum()
-        )
+        between = float(rise[int(p.thump_hz / bin_hz) + 1 : int(0.75 * e.freq_hz / bin_hz)].sum())
         if total <= 0.0 or between > p.max_energy_below * total:
             return False
         freq_hz = self._new_peak_hz(rise, e.freq_hz)
@@ -692,7 +691,7 @@ class NoteListener:
         added to the power spectrum): its harmonics that are not multiples of k rose too (see
         `pitch.missing_harmonic_factor` for the idea).
 
-        Only harmonics from `legato_below_from_hz` up to `legato_below_top` times freq_hz
+        Only harmonics from `thump_hz` up to `lower_note_top` times freq_hz
         count. Every strike adds the hammer's thump and the soundboard's lowest modes below
         about 200 Hz, a lump a window of a few periods cannot tell from a lower string's
         partial there. Above three times the estimate the +-3 % bands of a lower note's
@@ -700,9 +699,9 @@ class NoteListener:
         string pushes sharp; a lower note shows itself in its first few harmonics anyway."""
         p = self.params
         bin_hz = self.rate / (2 * (len(rise) - 1))
-        top_hz = min(0.45 * self.rate, p.legato_below_top * freq_hz)
+        top_hz = min(0.45 * self.rate, p.lower_note_top * freq_hz)
         energies = harmonic_energies(rise, bin_hz, freq_hz / k, top_hz)
-        first = int(np.ceil(p.legato_below_from_hz * k / freq_hz))  # harmonics below: thump
+        first = int(np.ceil(p.thump_hz * k / freq_hz))  # harmonics below: thump
         energies[: max(0, first - 1)] = 0.0
         shared, other = split_by_multiples(energies, k)
         return shared <= 0.0 or other >= p.legato_below_ratio * shared
@@ -714,7 +713,8 @@ class NoteListener:
         pending = self._pending
         if self._sounding is None or pending is None:
             return None
-        if self._filled - (self._position - pending.onset) - size < 0:
+        strike = self._filled - (self._position - pending.onset)
+        if strike - size < 0:
             return None
         return self._strike_added(pending, size)
 

@@ -217,8 +217,10 @@ def thumped(midi: int, seed: int, level_db: float) -> np.ndarray:
 
 def legato_thumped(old: int, new: int, gain: float, seed: int, level_db: float) -> np.ndarray:
     """As `legato`, the new key struck with its thump."""
-    audio = legato(old, old, 0.0, seed)
+    ringing = stiff_tone(old, seed=seed, seconds=1.2)
     struck = gain * thumped(new, seed + 1, level_db)
+    audio = np.zeros(len(ringing) + int(0.4 * RATE), np.float32)
+    audio[: len(ringing)] += ringing
     audio[int(0.4 * RATE) :][: len(struck)] += struck
     return audio
 
