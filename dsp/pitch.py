@@ -231,7 +231,7 @@ class SpectralCheck:
         sample_rate: int,
         treble_hz: float = 1000.0,
         refine_periods: float = 6.0,
-        partial_ratio: float = 0.25,
+        partial_ratio: float = 0.1,
         partial_max_hz: float = 2000.0,
     ) -> None:
         self.sample_rate = sample_rate
@@ -281,15 +281,20 @@ class SpectralCheck:
         self, power: np.ndarray, bin_hz: float, freq_hz: float, peak_hz: float
     ) -> bool:
         """Whether `peak_hz` is the k-th partial of a note at `freq_hz` that really sounds: its
-        other partials (not multiples of k) carry energy. When YIN took a multiple of a treble
-        note's period, those are missing (see `missing_harmonic_factor`)."""
+        other partials (not multiples of k) carry energy, and no other factor leaves them out.
+        When YIN took a multiple of a treble note's period, those are missing (see
+        `missing_harmonic_factor`): next to nothing, under `partial_ratio`. A bright string's
+        2nd or 3rd partial can hold eight to sixteen times its fundamental's power, so a
+        stricter share (it was a quarter) moved such a note up a twelfth."""
         ratio = peak_hz / freq_hz
         k = round(ratio)
         if k < 2 or abs(ratio - k) > 0.04 * k:
             return False
         energies = harmonic_energies(power, bin_hz, freq_hz, peak_hz * 1.02)
         shared, other = split_by_multiples(energies, k)
-        return bool(other >= self.partial_ratio * shared)
+        if other < self.partial_ratio * shared:
+            return False
+        return missing_harmonic_factor(power, bin_hz, freq_hz) == 1
 
     def _refine(self, power: np.ndarray, bin_hz: float, freq_hz: float, peak: float) -> float:
         lo = max(1, int(freq_hz * 0.95 / bin_hz))

@@ -23,9 +23,12 @@ def inharmonicity(midi: int) -> float:
     return 10 ** (-3.7 + (midi - 45) * 2.2 / 63)
 
 
-def stiff_tone(midi: int, seed: int = 0, seconds: float = 1.0) -> np.ndarray:
+def stiff_tone(
+    midi: int, seed: int = 0, seconds: float = 1.0, boost: tuple[int, float] = (0, 0.0)
+) -> np.ndarray:
     """A struck stiff string: bright (partials up to 8 kHz, falling slowly), 0.3 s of silence
-    before the strike."""
+    before the strike. `boost` (partial, dB) raises one partial, as a hammer striking near a
+    node of the others or the soundboard's radiation can."""
     rng = np.random.default_rng(seed)
     f0 = 440.0 * 2 ** ((midi - 69) / 12)
     b = inharmonicity(midi)
@@ -33,7 +36,7 @@ def stiff_tone(midi: int, seed: int = 0, seconds: float = 1.0) -> np.ndarray:
     tone = np.zeros_like(t)
     n = 1
     while (partial := n * f0 * np.sqrt(1 + b * n * n)) < 8000.0:
-        amplitude = 1.0 / (1 + (n / 12) ** 2)
+        amplitude = 1.0 / (1 + (n / 12) ** 2) * (10 ** (boost[1] / 20) if n == boost[0] else 1.0)
         phase = rng.uniform(0, 2 * np.pi)
         tone += amplitude * np.exp(-(1.0 + 0.15 * n) * t) * np.sin(2 * np.pi * partial * t + phase)
         n += 1
@@ -261,3 +264,66 @@ def test_the_thump_does_not_let_a_neighbouring_key_through(old, new, gain, seed,
     string's own key, so the estimate must wait. Without that check the first named D#6 as
     E6, and the second no note (the comb's answer, a key up, was taken over YIN's)."""
     assert second_key(legato_thumped(old, new, gain, seed, level_db))["midi"] == new
+
+
+# (key, seed, boosted partial, dB): a bright string whose 2nd or 3rd partial holds 4-16 times the
+# power it would. The spectral check took the 3rd partial for the note (19 semitones high) or
+# waited for YIN to be sure (43-72 ms) while it counted the fundamental and the 2nd partial as
+# "missing" at a quarter of the 3rd's power; they are missing only when next to nothing. The
+# last came at 43 ms before too: it is here because the lower share alone, without asking
+# whether another factor leaves the partials out, named it two octaves low.
+BRIGHT = [
+    (76, 40, 3, 12.0),
+    (72, 273, 3, 12.0),
+    (75, 577, 3, 12.0),
+    (80, 525, 2, 9.0),
+    (81, 203, 2, 9.0),
+]
+
+
+@pytest.mark.parametrize(("midi", "seed", "partial", "db"), BRIGHT)
+def test_bright_string_lights_its_own_key_within_50_ms(midi, seed, partial, db):
+    notes = transcribe_array(stiff_tone(midi, seed, boost=(partial, db)), RATE)
+    assert notes and notes[0]["midi"] == midi, notes[:1]
+    assert notes[0]["emitted_s"] - LEAD_S <= 0.050, notes[0]
+
+
+def legato_bright(old: int, new: int, seed: int, partial: int, db: float) -> np.ndarray:
+    """`old` ringing; `new`, bright, struck 0.4 s later at 0.7 of its level."""
+    ringing = stiff_tone(old, seed=seed + 7, seconds=1.2)
+    struck = 0.7 * stiff_tone(new, seed, boost=(partial, db))
+    audio = np.zeros(len(ringing) + int(0.4 * RATE), np.float32)
+    audio[: len(ringing)] += ringing
+    audio[int(0.4 * RATE) :][: len(struck)] += struck
+    return audio
+
+
+# (old key, new key, seed, boosted partial, dB): the same under a ringing key; all six were
+# named 19 semitones high.
+BRIGHT_LEGATO = [
+    (73, 70, 406, 3, 9.0),
+    (68, 65, 973, 3, 9.0),
+    (75, 70, 110, 3, 12.0),
+    (70, 67, 939, 3, 9.0),
+    (73, 76, 879, 3, 9.0),
+    (74, 69, 737, 3, 12.0),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "seed", "partial", "db"), BRIGHT_LEGATO)
+def test_bright_string_under_a_ringing_key_lights_within_50_ms(old, new, seed, partial, db):
+    note = second_key(legato_bright(old, new, seed, partial, db))
+    assert note["midi"] == new
+    assert note["emitted_s"] - note["onset_s"] <= 0.050
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limitation: under a ringing F5 a bright A#5 (2nd partial +6 dB) is named "
+    "F#2, 40 semitones low; when the spectral check asked for a quarter share it came right "
+    "at 55 ms. Not looked into; likely the old string's partials pass for the other partials "
+    "of a far too low YIN period, as the check looks at the whole window, not at what the "
+    "strike added",
+)
+def test_bright_string_under_a_ringing_key_a_fifth_below():
+    assert second_key(legato_bright(77, 82, 236, 2, 6.0))["midi"] == 82
