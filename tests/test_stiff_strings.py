@@ -151,14 +151,18 @@ def test_low_keys_over_body_modes_are_not_moved_up(midi):
     assert notes and notes[0]["midi"] == midi, notes[:1]
 
 
-def legato(old: int, new: int, gain: float, seed: int) -> np.ndarray:
-    """`old` struck at 0.3 s and left ringing; `new`, `gain` times as loud, struck 0.4 s later."""
-    ringing = stiff_tone(old, seed=seed, seconds=1.2)
-    struck = gain * stiff_tone(new, seed=seed + 1, seconds=0.8)
+def over_ringing(ringing: np.ndarray, struck: np.ndarray) -> np.ndarray:
+    """`struck` 0.4 s after `ringing`, which rings on under it."""
     audio = np.zeros(len(ringing) + int(0.4 * RATE), np.float32)
     audio[: len(ringing)] += ringing
     audio[int(0.4 * RATE) :][: len(struck)] += struck
     return audio
+
+
+def legato(old: int, new: int, gain: float, seed: int) -> np.ndarray:
+    """`old` struck at 0.3 s and left ringing; `new`, `gain` times as loud, struck 0.4 s later."""
+    ringing = stiff_tone(old, seed=seed, seconds=1.2)
+    return over_ringing(ringing, gain * stiff_tone(new, seed=seed + 1, seconds=0.8))
 
 
 def second_key(audio: np.ndarray) -> dict:
@@ -221,11 +225,7 @@ def thumped(midi: int, seed: int, level_db: float) -> np.ndarray:
 def legato_thumped(old: int, new: int, gain: float, seed: int, level_db: float) -> np.ndarray:
     """As `legato`, the new key struck with its thump."""
     ringing = stiff_tone(old, seed=seed, seconds=1.2)
-    struck = gain * thumped(new, seed + 1, level_db)
-    audio = np.zeros(len(ringing) + int(0.4 * RATE), np.float32)
-    audio[: len(ringing)] += ringing
-    audio[int(0.4 * RATE) :][: len(struck)] += struck
-    return audio
+    return over_ringing(ringing, gain * thumped(new, seed + 1, level_db))
 
 
 # (old key, new key, new key's gain, seed, thump level in dB): the thump below 200 Hz rises with
@@ -291,11 +291,7 @@ def test_bright_string_lights_its_own_key_within_50_ms(midi, seed, partial, db):
 def legato_bright(old: int, new: int, seed: int, partial: int, db: float) -> np.ndarray:
     """`old` ringing; `new`, bright, struck 0.4 s later at 0.7 of its level."""
     ringing = stiff_tone(old, seed=seed + 7, seconds=1.2)
-    struck = 0.7 * stiff_tone(new, seed, boost=(partial, db))
-    audio = np.zeros(len(ringing) + int(0.4 * RATE), np.float32)
-    audio[: len(ringing)] += ringing
-    audio[int(0.4 * RATE) :][: len(struck)] += struck
-    return audio
+    return over_ringing(ringing, 0.7 * stiff_tone(new, seed, boost=(partial, db)))
 
 
 # (old key, new key, seed, boosted partial, dB): the same under a ringing key; all six were
