@@ -618,11 +618,11 @@ class NoteListener:
 
     def _only_thump_below(self, e: PitchEstimate) -> bool:
         """Whether, with no note sounding, the energy below the estimate is only the strike's
-        thump (the soundboard's lowest modes, below `thump_hz`) and the room it
-        rang into. Under a soft note an octave or more above it the thump holds a good part
-        of a short window. What the strike added must then hold next to nothing between the
-        thump and the estimate (a bass note whose upper partial YIN took has its partials
-        there), peak on the estimate's key, and show no lower note (`_lower_note_rose`)."""
+        thump (the soundboard's lowest modes, below `thump_hz`) and the room it rang into.
+        Under a soft note an octave or more above it the thump holds a good part of a short
+        window. What the strike added must then hold next to nothing between the thump and
+        the estimate (a bass note whose upper partial YIN took has its partials there), and
+        be the estimate's note (`_rise_is_the_estimate`)."""
         p = self.params
         pending = self._pending
         if self._sounding is not None or pending is None:
@@ -635,10 +635,7 @@ class NoteListener:
         between = float(rise[int(p.thump_hz / bin_hz) + 1 : int(0.75 * e.freq_hz / bin_hz)].sum())
         if total <= 0.0 or between > p.max_energy_below * total:
             return False
-        freq_hz = self._new_peak_hz(rise, e.freq_hz)
-        if round(freq_to_midi(freq_hz, p.a4_hz)) != round(e.midi_float):
-            return False
-        return not any(self._lower_note_rose(rise, freq_hz, k) for k in _BELOW_FACTORS)
+        return self._rise_is_the_estimate(rise, e)
 
     def _only_old_note_below(self, e: PitchEstimate) -> bool:
         """Whether the energy below the estimate is the old string's, which rings on in
@@ -662,6 +659,11 @@ class NoteListener:
         rise = self._rise_since_strike(e.window)
         if rise is None:
             return False  # no view before the strike: a lower new note can't be ruled out
+        return self._rise_is_the_estimate(rise, e)
+
+    def _rise_is_the_estimate(self, rise: np.ndarray, e: PitchEstimate) -> bool:
+        """Whether what the strike added is the estimate's note: its own peak lies on the
+        estimate's key (see `_new_peak_hz`) and no lower note rose (`_lower_note_rose`)."""
         freq_hz = self._new_peak_hz(rise, e.freq_hz)
         if round(freq_to_midi(freq_hz, self.params.a4_hz)) != round(e.midi_float):
             return False  # the new string itself sounds on another key
