@@ -27,6 +27,7 @@ from .pitch import (
     peak_below,
     power_spectrum,
     split_by_multiples,
+    yin,
 )
 
 
@@ -77,6 +78,9 @@ class ListenerParams:
     thump_hz: float = 200.0  # the strike's thump lies below this: a lower note's harmonics
     lower_note_top: float = 3.0  # ...count from here up to this many times the estimate (see
     # NoteListener._lower_note_rose and _only_thump_below)
+    shorter_period_margin: float = 0.3  # YIN may be this much less sure of a period under
+    shorter_period_ratio: float = 0.5  # legato's lowest note, when a note at its long period
+    # shows less than this share off its multiples (see NoteListener._shorter_period)
     legato_below_beats: float = 3.0  # ...and the window must hold this many beats between a
     # lower candidate and the old note's nearest partial
     legato_key_check: bool = True  # see NoteListener._check_neighbour_keys
@@ -278,6 +282,8 @@ class NoteListener:
             estimate = self._above_body_estimate(window, estimate)
         if self._sounding is not None:
             window, estimate = self._without_previous_note(size, window, estimate)
+            if estimate is not None and self._suspiciously_low(estimate):
+                estimate = self._shorter_period(window, estimate)
         if self.params.spectral_check:
             estimate = self._check_spectrum(window, estimate)
         if self.params.harmonic_check and estimate is not None:
@@ -393,6 +399,43 @@ class NoteListener:
         if self._shared_period(estimate, other):
             return combed, other
         return window, estimate
+
+    def _shorter_period(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
+        """YIN again with its lags capped at the period of the lowest note legato expects
+        (`legato_drop_semitones` under the ringing one). Far below the old note, YIN often
+        found a long period of the new note's (two to five of them: the old string's partials
+        spoil the dip at the new period, and YIN takes its deepest) once the window holds two
+        such periods, 25-50 ms after the strike; the harmonic check can tell only once it
+        holds four. The shorter period wins when YIN is nearly as sure of it
+        (`shorter_period_margin`), the long one is a whole multiple of it, it is not the old
+        key again (its own period survives the cap), and what the strike added shows no note
+        at the long period (see `_low_note_rose`): a new key a tenth down is a real low note
+        whose octave the cap would find."""
+        p = self.params
+        sounding = self._sounding
+        assert sounding is not None
+        rate = self._pitch.sample_rate
+        lowest_hz = sounding.freq_hz * 2.0 ** (-p.legato_drop_semitones / 12.0)
+        freq, confidence = yin(window, rate, self._pitch.tolerance, int(rate / lowest_hz))
+        if freq <= 0.0 or confidence < estimate.confidence - p.shorter_period_margin:
+            return estimate
+        k = _whole_multiple(freq / estimate.freq_hz)
+        midi_float = freq_to_midi(freq, p.a4_hz)
+        if k < 2 or abs(midi_float - sounding.midi) < 1.0:
+            return estimate
+        rise = self._rise_since_strike(len(window))
+        if rise is None or self._low_note_rose(rise, freq, k):
+            return estimate
+        return PitchEstimate(freq, confidence, len(window), midi_float, len(window) * freq / rate)
+
+    def _low_note_rose(self, rise: np.ndarray, freq_hz: float, k: int) -> bool:
+        """Whether the strike added a note at freq_hz / k: its harmonics that are not
+        multiples of k hold `shorter_period_ratio` of the power of those that are. A real
+        note's harmonics are all there (as much or more power off the multiples); a period
+        YIN found by mistake leaves only the new note's, and the old one's beating."""
+        return self._lower_note_rose(
+            rise, self._new_peak_hz(rise, freq_hz), k, self.params.shorter_period_ratio
+        )
 
     def _shared_period(self, estimate: PitchEstimate, other: PitchEstimate) -> bool:
         """Whether YIN found the period the old and the new string share. Two notes a fourth
@@ -688,9 +731,12 @@ class NoteListener:
         hi = min(len(rise), int(1.05 * freq_hz / bin_hz) + 2)
         return (lo + int(np.argmax(rise[lo:hi]))) * bin_hz if hi > lo else freq_hz
 
-    def _lower_note_rose(self, rise: np.ndarray, freq_hz: float, k: int) -> bool:
+    def _lower_note_rose(
+        self, rise: np.ndarray, freq_hz: float, k: int, ratio: float | None = None
+    ) -> bool:
         """Whether the strike added a note at freq_hz / k, judged on `rise` (what the strike
-        added to the power spectrum): its harmonics that are not multiples of k rose too (see
+        added to the power spectrum): its harmonics that are not multiples of k rose too, to
+        `ratio` (default `legato_below_ratio`) of those that are (see
         `pitch.missing_harmonic_factor` for the idea).
 
         Only harmonics from `thump_hz` up to `lower_note_top` times freq_hz
@@ -706,7 +752,9 @@ class NoteListener:
         first = int(np.ceil(p.thump_hz * k / freq_hz))  # harmonics below: thump
         energies[: max(0, first - 1)] = 0.0
         shared, other = split_by_multiples(energies, k)
-        return shared <= 0.0 or other >= p.legato_below_ratio * shared
+        if ratio is None:
+            ratio = p.legato_below_ratio
+        return shared <= 0.0 or other >= ratio * shared
 
     def _rise_since_strike(self, size: int) -> np.ndarray | None:
         """While a note sounds: the power spectrum of the newest `size` samples less that of

@@ -26,11 +26,14 @@ class PitchEstimate:
     periods: float  # how many periods of freq_hz the window holds
 
 
-def yin(samples: np.ndarray, sample_rate: int, tolerance: float = 0.3) -> tuple[float, float]:
+def yin(
+    samples: np.ndarray, sample_rate: int, tolerance: float = 0.3, max_lag: int | None = None
+) -> tuple[float, float]:
     """(frequency Hz, confidence) by YIN (de Cheveigne & Kawahara 2002), the way aubio's "yin"
     decides: the difference function over the first half of the window for lags up to half
     the window, cumulative-mean normalised, the first dip below `tolerance` (else the lowest
     point), refined by a parabola; confidence is 1 - the normalised dip. 0 Hz when silent.
+    `max_lag` (samples) caps the lags searched: the period of the lowest note wanted.
 
     Why not aubio.pitch("yin"): it computes the difference function directly, O(N^2): 0.3 ms
     for 1024 samples, 1.2 ms for 2048, on every bass decision. Its FFT version ("yinfast")
@@ -58,10 +61,11 @@ def yin(samples: np.ndarray, sample_rate: int, tolerance: float = 0.3) -> tuple[
     weighted = difference[1:] * _lag_numbers(half)
     np.divide(weighted, running, out=normalised[1:], where=running > 0.0)
     # The first lag from 2 on that dips below the tolerance and is a local minimum.
-    candidates = normalised[2 : half - 3]  # never empty: half >= 6
-    dips = (candidates < tolerance) & (candidates < normalised[3 : half - 2])
+    end = half if max_lag is None else max(6, min(half, max_lag + 3))
+    candidates = normalised[2 : end - 3]  # never empty: end >= 6
+    dips = (candidates < tolerance) & (candidates < normalised[3 : end - 2])
     first = int(np.argmax(dips))
-    lag = first + 2 if dips[first] else int(np.argmin(normalised))
+    lag = first + 2 if dips[first] else int(np.argmin(normalised[:end]))
     if lag == 0:
         return 0.0, 0.0
     offset = 0.0

@@ -349,3 +349,22 @@ def test_fft_yin_finds_no_period_in_a_constant_window() -> None:
     from notesight.dsp.pitch import yin
 
     assert yin(np.full(2048, 0.2, np.float32), 22050, 0.3) == (0.0, 0.0)
+
+
+def test_yin_capped_at_a_lag_finds_the_louder_note_under_the_shared_period() -> None:
+    """A3 (220 Hz) with a softer 275 Hz note on it, five harmonics each: over 2048 samples at
+    22.05 kHz YIN's deepest dip is a long period the two share (about 73 Hz). With its lags
+    capped at the period of 200 Hz it finds A3's own."""
+    from notesight.dsp.pitch import yin
+
+    rate = 22050
+    t = np.arange(2048) / rate
+    mixture = sum(
+        gain / h * np.sin(2 * np.pi * freq * h * t + h)
+        for freq, gain in ((220.0, 1.0), (275.0, 0.6))
+        for h in range(1, 6)
+    )
+    assert yin(mixture, rate)[0] < 100.0
+    freq, confidence = yin(mixture, rate, max_lag=int(rate / 200))
+    assert freq == pytest.approx(220.0, rel=0.02)
+    assert confidence > 0.6

@@ -266,6 +266,33 @@ def test_the_thump_does_not_let_a_neighbouring_key_through(old, new, gain, seed,
     assert second_key(legato_thumped(old, new, gain, seed, level_db))["midi"] == new
 
 
+# (old key, new key, new key's gain, seed): 25-50 ms after the strike, once the window holds two
+# long periods, YIN took two to five of the new string's periods for one (the old string's
+# partials spoil the dip at the new one), far below both keys, until the harmonic check could
+# tell (four long periods). These waited 58-97 ms, or gave up and named a key 41 semitones low.
+LONG_PERIOD = [
+    (65, 73, 1.0, 49),
+    (62, 68, 1.0, 888),
+    (61, 70, 0.7, 776),
+    (54, 52, 0.5, 363),
+    (55, 57, 0.5, 534),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "gain", "seed"), LONG_PERIOD)
+def test_new_key_whose_long_period_yin_took_lights_within_50_ms(old, new, gain, seed):
+    note = second_key(legato(old, new, gain, seed))
+    assert note["midi"] == new
+    assert note["emitted_s"] - note["onset_s"] <= 0.050
+
+
+def test_a_real_low_key_under_a_ringing_one_is_not_moved_an_octave_up():
+    """F2 under a ringing C#3 is eight semitones down, under the lowest note the capped
+    YIN looks for: it finds F3, nearly as sure, a whole multiple of YIN's F2. What the strike
+    added shows F2's own odd harmonics, so the F2 stands. Without that look this named F3."""
+    assert second_key(legato_thumped(49, 41, 0.7, 360, -1.6))["midi"] == 41
+
+
 # (key, seed, boosted partial, dB): a bright string whose 2nd or 3rd partial holds 4-16 times the
 # power it would. The spectral check took the 3rd partial for the note (19 semitones high) or
 # waited for YIN to be sure (43-72 ms) while it counted the fundamental and the 2nd partial as
