@@ -409,8 +409,11 @@ class NoteListener:
         holds four. The shorter period wins when YIN is nearly as sure of it
         (`shorter_period_margin`), the long one is a whole multiple of it, it is not the old
         key again (its own period survives the cap), and what the strike added shows no note
-        at the long period (see `_low_note_rose`): a new key a tenth down is a real low note
-        whose octave the cap would find."""
+        at the long period: a new key a tenth down is a real low note whose octave the cap
+        would find. A real note's harmonics are all there (as much power off the multiples of
+        k as on them, or more); a long period YIN took by mistake leaves next to nothing off
+        them but the old string's beating, so here a share of `shorter_period_ratio` counts
+        as a note (see `_lower_note_rose`)."""
         p = self.params
         sounding = self._sounding
         assert sounding is not None
@@ -424,18 +427,11 @@ class NoteListener:
         if k < 2 or abs(midi_float - sounding.midi) < 1.0:
             return estimate
         rise = self._rise_since_strike(len(window))
-        if rise is None or self._low_note_rose(rise, freq, k):
+        if rise is None or self._lower_note_rose(
+            rise, self._new_peak_hz(rise, freq), k, p.shorter_period_ratio
+        ):
             return estimate
         return PitchEstimate(freq, confidence, len(window), midi_float, len(window) * freq / rate)
-
-    def _low_note_rose(self, rise: np.ndarray, freq_hz: float, k: int) -> bool:
-        """Whether the strike added a note at freq_hz / k: its harmonics that are not
-        multiples of k hold `shorter_period_ratio` of the power of those that are. A real
-        note's harmonics are all there (as much or more power off the multiples); a period
-        YIN found by mistake leaves only the new note's, and the old one's beating."""
-        return self._lower_note_rose(
-            rise, self._new_peak_hz(rise, freq_hz), k, self.params.shorter_period_ratio
-        )
 
     def _shared_period(self, estimate: PitchEstimate, other: PitchEstimate) -> bool:
         """Whether YIN found the period the old and the new string share. Two notes a fourth
