@@ -409,7 +409,7 @@ class NoteListener:
         holds four. The shorter period wins when YIN is nearly as sure of it
         (`shorter_period_margin`), the long one is a whole multiple of it, it is not the old
         key again (its own period survives the cap), and what the strike added shows no note
-        at the long period: a new key a tenth down is a real low note whose octave the cap
+        at the long period: a new key a sixth down is a real low note whose octave the cap
         would find. A real note's harmonics are all there (as much power off the multiples of
         k as on them, or more); a long period YIN took by mistake leaves next to nothing off
         them but the old string's beating, so here a share of `shorter_period_ratio` counts
