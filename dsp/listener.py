@@ -281,9 +281,10 @@ class NoteListener:
         elif estimate is not None and self._may_be_subharmonic(estimate):
             estimate = self._above_body_estimate(window, estimate)
         if self._sounding is not None:
+            raw = window
             window, estimate = self._without_previous_note(size, window, estimate)
             if estimate is not None and self._suspiciously_low(estimate):
-                estimate = self._shorter_period(window, estimate)
+                estimate = self._shorter_period(raw, window, estimate)
         if self.params.spectral_check:
             estimate = self._check_spectrum(window, estimate)
         if self.params.harmonic_check and estimate is not None:
@@ -377,17 +378,9 @@ class NoteListener:
         """In legato the previous string still rings under the new one, and YIN then finds
         the period the two share, far below either. A comb filter with the previous note's
         period removes its partials; its answer wins when it is clearly more periodic."""
-        assert self._sounding is not None
-        period = self.rate / self._sounding.freq_hz
-        whole = int(period)
-        if self._filled < size + whole + 1:
+        combed = self._combed(size)
+        if combed is None:
             return window, estimate
-        frac = period - whole
-        end = self._filled
-        delayed = (1.0 - frac) * self._buffer[end - size - whole : end - whole] + frac * (
-            self._buffer[end - size - whole - 1 : end - whole - 1]
-        )
-        combed = window - delayed
         other = self._pitch.estimate(combed, self.params.a4_hz)
         if other is None:
             return window, estimate
@@ -400,7 +393,9 @@ class NoteListener:
             return combed, other
         return window, estimate
 
-    def _shorter_period(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
+    def _shorter_period(
+        self, raw: np.ndarray, window: np.ndarray, estimate: PitchEstimate
+    ) -> PitchEstimate:
         """YIN again with its lags capped at the period of the lowest note legato expects
         (`legato_drop_semitones` under the ringing one). Far below the old note, YIN often
         found a long period of the new note's (two to five of them: the old string's partials
@@ -413,7 +408,20 @@ class NoteListener:
         would find. A real note's harmonics are all there (as much power off the multiples of
         k as on them, or more); a long period YIN took by mistake leaves next to nothing off
         them but the old string's beating, so here a share of `shorter_period_ratio` counts
-        as a note (see `_lower_note_rose`)."""
+        as a note (see `_lower_note_rose`).
+
+        Tried on the window YIN's estimate came from, then, when that was the `raw` one, on
+        the comb's output: capped, YIN on the raw window often finds the old string's own
+        period, which the comb takes away."""
+        shorter = self._capped_estimate(window, estimate)
+        if shorter is None and window is raw:
+            combed = self._combed(len(raw))
+            if combed is not None:
+                shorter = self._capped_estimate(combed, estimate)
+        return estimate if shorter is None else shorter
+
+    def _capped_estimate(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate | None:
+        """`_shorter_period`'s answer on one window, or None where it keeps the estimate."""
         p = self.params
         sounding = self._sounding
         assert sounding is not None
@@ -421,17 +429,33 @@ class NoteListener:
         lowest_hz = sounding.freq_hz * 2.0 ** (-p.legato_drop_semitones / 12.0)
         freq, confidence = yin(window, rate, self._pitch.tolerance, int(rate / lowest_hz))
         if freq <= 0.0 or confidence < estimate.confidence - p.shorter_period_margin:
-            return estimate
+            return None
         k = _whole_multiple(freq / estimate.freq_hz)
         midi_float = freq_to_midi(freq, p.a4_hz)
         if k < 2 or abs(midi_float - sounding.midi) < 1.0:
-            return estimate
+            return None
         rise = self._rise_since_strike(len(window))
         if rise is None or self._lower_note_rose(
             rise, self._new_peak_hz(rise, freq), k, p.shorter_period_ratio
         ):
-            return estimate
+            return None
         return PitchEstimate(freq, confidence, len(window), midi_float, len(window) * freq / rate)
+
+    def _combed(self, size: int) -> np.ndarray | None:
+        """The newest `size` samples less themselves one period of the ringing note earlier
+        (interpolated between samples): a comb that removes that note's partials. None
+        while the buffer does not reach back that far."""
+        assert self._sounding is not None
+        period = self.rate / self._sounding.freq_hz
+        whole = int(period)
+        if self._filled < size + whole + 1:
+            return None
+        frac = period - whole
+        end = self._filled
+        delayed = (1.0 - frac) * self._buffer[end - size - whole : end - whole] + frac * (
+            self._buffer[end - size - whole - 1 : end - whole - 1]
+        )
+        return self._buffer[end - size : end] - delayed
 
     def _shared_period(self, estimate: PitchEstimate, other: PitchEstimate) -> bool:
         """Whether YIN found the period the old and the new string share. Two notes a fourth
