@@ -281,10 +281,10 @@ class NoteListener:
         elif estimate is not None and self._may_be_subharmonic(estimate):
             estimate = self._above_body_estimate(window, estimate)
         if self._sounding is not None:
-            raw = window
-            window, estimate = self._without_previous_note(size, window, estimate)
+            combed = self._combed(size)
+            window, estimate = self._without_previous_note(window, combed, estimate)
             if estimate is not None and self._suspiciously_low(estimate):
-                estimate = self._shorter_period(raw, window, estimate)
+                estimate = self._shorter_period(window, combed, estimate)
         if self.params.spectral_check:
             estimate = self._check_spectrum(window, estimate)
         if self.params.harmonic_check and estimate is not None:
@@ -373,12 +373,12 @@ class NoteListener:
         return other
 
     def _without_previous_note(
-        self, size: int, window: np.ndarray, estimate: PitchEstimate | None
+        self, window: np.ndarray, combed: np.ndarray | None, estimate: PitchEstimate | None
     ) -> tuple[np.ndarray, PitchEstimate | None]:
         """In legato the previous string still rings under the new one, and YIN then finds
         the period the two share, far below either. A comb filter with the previous note's
-        period removes its partials; its answer wins when it is clearly more periodic."""
-        combed = self._combed(size)
+        period removes its partials (`combed`, see `_combed`); its answer wins when it is
+        clearly more periodic."""
         if combed is None:
             return window, estimate
         other = self._pitch.estimate(combed, self.params.a4_hz)
@@ -394,7 +394,7 @@ class NoteListener:
         return window, estimate
 
     def _shorter_period(
-        self, raw: np.ndarray, window: np.ndarray, estimate: PitchEstimate
+        self, window: np.ndarray, combed: np.ndarray | None, estimate: PitchEstimate
     ) -> PitchEstimate:
         """YIN again with its lags capped at the period of the lowest note legato expects
         (`legato_drop_semitones` under the ringing one). Far below the old note, YIN often
@@ -410,14 +410,12 @@ class NoteListener:
         them but the old string's beating, so here a share of `shorter_period_ratio` counts
         as a note (see `_lower_note_rose`).
 
-        Tried on the window YIN's estimate came from, then, when that was the `raw` one, on
-        the comb's output: capped, YIN on the raw window often finds the old string's own
+        Tried on the window YIN's estimate came from, then, when that was not the comb's
+        output, on `combed`: capped, YIN on the raw window often finds the old string's own
         period, which the comb takes away."""
         shorter = self._capped_estimate(window, estimate)
-        if shorter is None and window is raw:
-            combed = self._combed(len(raw))
-            if combed is not None:
-                shorter = self._capped_estimate(combed, estimate)
+        if shorter is None and combed is not None and window is not combed:
+            shorter = self._capped_estimate(combed, estimate)
         return estimate if shorter is None else shorter
 
     def _capped_estimate(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate | None:
