@@ -413,13 +413,26 @@ class NoteListener:
         Tried on the window YIN's estimate came from, then, when that was not the comb's
         output, on `combed`: capped, YIN on the raw window often finds the old string's own
         period, which the comb takes away."""
-        shorter = self._capped_estimate(window, estimate)
-        if shorter is None and combed is not None and window is not combed:
-            shorter = self._capped_estimate(combed, estimate)
-        return estimate if shorter is None else shorter
+        p = self.params
+        tried = [window] if combed is None or window is combed else [window, combed]
+        rise = None  # what the strike added: the same for both windows, so taken once
+        for candidate in tried:
+            shorter = self._capped_estimate(candidate, estimate)
+            if shorter is None:
+                continue
+            if rise is None:
+                rise = self._rise_since_strike(len(window))
+                if rise is None:
+                    return estimate
+            k = _whole_multiple(shorter.freq_hz / estimate.freq_hz)
+            peak_hz = self._new_peak_hz(rise, shorter.freq_hz)
+            if not self._lower_note_rose(rise, peak_hz, k, p.shorter_period_ratio):
+                return shorter
+        return estimate
 
     def _capped_estimate(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate | None:
-        """`_shorter_period`'s answer on one window, or None where it keeps the estimate."""
+        """YIN on one window, lags capped as `_shorter_period` says, when its answer passes
+        the tests that need no look at what the strike added; else None."""
         p = self.params
         sounding = self._sounding
         assert sounding is not None
@@ -431,11 +444,6 @@ class NoteListener:
         k = _whole_multiple(freq / estimate.freq_hz)
         midi_float = freq_to_midi(freq, p.a4_hz)
         if k < 2 or abs(midi_float - sounding.midi) < 1.0:
-            return None
-        rise = self._rise_since_strike(len(window))
-        if rise is None or self._lower_note_rose(
-            rise, self._new_peak_hz(rise, freq), k, p.shorter_period_ratio
-        ):
             return None
         return PitchEstimate(freq, confidence, len(window), midi_float, len(window) * freq / rate)
 
