@@ -537,11 +537,17 @@ class NoteListener:
         evidence; judged apart, YIN's confidence gave way to the peak's dominance, far
         lower under a ringing string, and the note waited for windows where the two met.
         Not on the key still sounding: there YIN and the peak can both find the old
-        string, and two such windows would call it a repeated key."""
+        string, and two such windows would call it a repeated key. Nor in the treble, where
+        the peak is the string itself and YIN's period is often a multiple of the note's
+        (see `SpectralCheck`): a soft top key in a room was named an octave low."""
         if abs(freq_hz / estimate.freq_hz - 1.0) < 0.03:
             return True
         same_key = round(freq_to_midi(freq_hz, self.params.a4_hz)) == round(estimate.midi_float)
-        return same_key and not self._is_sounding_key(estimate)
+        return (
+            same_key
+            and estimate.freq_hz < self._spectral.treble_hz
+            and not self._is_sounding_key(estimate)
+        )
 
     def _check_harmonics(
         self, pending: _PendingNote, window: np.ndarray, estimate: PitchEstimate

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 
 from notesight.device.transcribe import transcribe_array
-from notesight.dsp.pitch import band_passed, low_passed, yin
+from notesight.dsp.listener import NoteListener
+from notesight.dsp.music import freq_to_midi, midi_to_freq
+from notesight.dsp.pitch import PitchEstimate, band_passed, low_passed, yin
 
 RATE = 44100
 LEAD_S = 0.3
@@ -220,6 +222,22 @@ def test_new_key_under_a_ringing_one_lights_within_50_ms(old, new, gain, seed):
     note = second_key(legato(old, new, gain, seed))
     assert note["midi"] == new
     assert note["emitted_s"] - note["onset_s"] <= 0.050
+
+
+@pytest.mark.parametrize(("midi", "agrees"), [(64, True), (72, True), (87, False), (99, False)])
+def test_the_peak_on_yins_key_keeps_yins_confidence_below_the_treble_only(midi, agrees):
+    """A peak 3.5 % above YIN on the same key confirms YIN below the spectral check's treble
+    (1 kHz); above, the peak alone vouches for the key (YIN's period is often a multiple
+    there: a soft D#7 in a room was named D#6 with YIN's confidence standing)."""
+    listener = NoteListener(RATE)
+    freq = midi_to_freq(midi, 440.0) * 2 ** (-0.25 / 12)  # a quarter tone flat: same key
+    size = 256
+    estimate = PitchEstimate(
+        freq, 0.7, size, freq_to_midi(freq, 440.0), size * freq / listener.rate
+    )
+    assert round(freq_to_midi(1.035 * freq, 440.0)) == midi
+    assert listener._spectrum_agrees(1.035 * freq, estimate) is agrees
+    assert listener._spectrum_agrees(1.02 * freq, estimate)  # within 3 %: always
 
 
 def test_yin_and_the_peak_on_the_ringing_key_do_not_make_a_repeat():
