@@ -80,7 +80,9 @@ class ListenerParams:
     # NoteListener._lower_note_rose and _only_thump_below)
     shorter_period_margin: float = 0.3  # YIN may be this much less sure of a period under
     shorter_period_ratio: float = 0.5  # legato's lowest note, when a note at its long period
-    # shows less than this share off its multiples (see NoteListener._shorter_period)
+    # shows less than this share off its multiples; from this many periods in the window the
+    shorter_period_peak_periods: float = 10.0  # rise's peak gives its frequency
+    # (see NoteListener._shorter_period)
     legato_below_beats: float = 3.0  # ...and the window must hold this many beats between a
     # lower candidate and the old note's nearest partial
     legato_key_check: bool = True  # see NoteListener._check_neighbour_keys
@@ -412,7 +414,15 @@ class NoteListener:
 
         Tried on the window YIN's estimate came from, then, when that was not the comb's
         output, on `combed`: capped, YIN on the raw window often finds the old string's own
-        period, which the comb takes away."""
+        period, which the comb takes away.
+
+        The capped period, too, lies between the new string's and the old one's while the two
+        beat (a new E5 under a ringing A5 read 76.87: a long period nine of the new string's
+        came out 9.4 of it). What the strike added holds the new string alone: the multiple
+        counts when YIN's frequency or the rise's peak next to it (`_new_peak_hz`) shows it,
+        and once the window holds `shorter_period_peak_periods` of the new string the peak
+        is its frequency too. In shorter windows the peak is too broad to place it: with 8
+        periods, a new A#4 under a ringing C#4 came out 86 cents sharp and waited 66 ms."""
         p = self.params
         tried = [window] if combed is None or window is combed else [window, combed]
         rise = None  # what the strike added: the same for both windows, so taken once
@@ -424,10 +434,17 @@ class NoteListener:
                 rise = self._rise_since_strike(len(window))
                 if rise is None:
                     return estimate
-            k = _whole_multiple(shorter.freq_hz / estimate.freq_hz)
             peak_hz = self._new_peak_hz(rise, shorter.freq_hz)
-            if not self._lower_note_rose(rise, peak_hz, k, p.shorter_period_ratio):
+            k = _whole_multiple(shorter.freq_hz / estimate.freq_hz) or _whole_multiple(
+                peak_hz / estimate.freq_hz
+            )
+            if k < 2 or self._lower_note_rose(rise, peak_hz, k, p.shorter_period_ratio):
+                continue
+            periods = shorter.window * peak_hz / self._pitch.sample_rate
+            if periods < p.shorter_period_peak_periods:
                 return shorter
+            midi_float = freq_to_midi(peak_hz, p.a4_hz)
+            return PitchEstimate(peak_hz, shorter.confidence, shorter.window, midi_float, periods)
         return estimate
 
     def _capped_estimate(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate | None:
@@ -441,9 +458,10 @@ class NoteListener:
         freq, confidence = yin(window, rate, self._pitch.tolerance, int(rate / lowest_hz))
         if freq <= 0.0 or confidence < estimate.confidence - p.shorter_period_margin:
             return None
-        k = _whole_multiple(freq / estimate.freq_hz)
         midi_float = freq_to_midi(freq, p.a4_hz)
-        if k < 2 or abs(midi_float - sounding.midi) < 1.0:
+        # Under 1.5 x the long period's frequency no whole multiple of two or more can come of
+        # it, not even at the rise's peak (within 5 % of YIN's frequency).
+        if freq < 1.5 * estimate.freq_hz or abs(midi_float - sounding.midi) < 1.0:
             return None
         return PitchEstimate(freq, confidence, len(window), midi_float, len(window) * freq / rate)
 

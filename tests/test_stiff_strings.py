@@ -204,6 +204,21 @@ LONG_PERIOD = [
 ]
 
 
+# (old key, new key, new key's gain, seed): YIN, capped under the ringing key, found the new
+# string but 0.4-0.8 semitones off, pulled by the old one, and its ratio to the long period
+# was no whole number: the long period stood, and the key was named 34 semitones low (the
+# first three), or the note waited 54-68 ms (the rest). The rise's peak holds the new string.
+CAPPED_PERIOD_PULLED = [
+    (85, 79, 1.0, 209),
+    (86, 80, 1.0, 92),
+    (78, 74, 1.0, 588),
+    (70, 77, 0.5, 683),
+    (82, 77, 1.0, 466),
+    (83, 78, 0.7, 427),
+    (75, 78, 0.7, 587),
+]
+
+
 # (old key, new key, new key's gain, seed): the spectral check's peak lay 3-5 % from YIN's
 # frequency but on the same key, and YIN's confidence gave way to the peak's dominance (low
 # under the ringing string) until a window where the two met. These waited 52-60 ms.
@@ -216,7 +231,8 @@ PEAK_ON_THE_SAME_KEY = [
 
 
 @pytest.mark.parametrize(
-    ("old", "new", "gain", "seed"), CREEPING_CONFIDENCE + LONG_PERIOD + PEAK_ON_THE_SAME_KEY
+    ("old", "new", "gain", "seed"),
+    CREEPING_CONFIDENCE + LONG_PERIOD + CAPPED_PERIOD_PULLED + PEAK_ON_THE_SAME_KEY,
 )
 def test_new_key_under_a_ringing_one_lights_within_50_ms(old, new, gain, seed):
     note = second_key(legato(old, new, gain, seed))
