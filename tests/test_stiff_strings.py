@@ -205,7 +205,7 @@ LONG_PERIOD = [
 
 
 # (old key, new key, new key's gain, seed): YIN, capped under the ringing key, found the new
-# string but 0.4-0.8 semitones off, pulled by the old one, and its ratio to the long period
+# string but 0.7-1.0 semitones sharp, pulled by the old one, and its ratio to the long period
 # was no whole number: the long period stood, and the key was named 34 semitones low (the
 # first three), or the note waited 54-68 ms (the rest). The rise's peak holds the new string.
 CAPPED_PERIOD_PULLED = [
