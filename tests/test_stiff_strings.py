@@ -257,8 +257,9 @@ def test_the_peak_on_yins_key_keeps_yins_confidence_below_the_treble_only(midi, 
 
 
 def test_yin_and_the_peak_on_the_ringing_key_do_not_make_a_repeat():
-    """YIN and the spectral peak both on the old key, 3-5 % apart: the old string, which
-    rings on louder, not the new key a semitone below."""
+    """YIN and the spectral peak both find the old key (C5), 3-5 % apart, while its string
+    rings on louder than the new one: the note is still the new key a semitone below (B4),
+    not a repeat of C5."""
     assert second_key(legato(72, 71, 0.7, 263))["midi"] == 71
 
 
