@@ -719,9 +719,27 @@ class NoteListener:
             return True
         if self._only_old_note_below(e) or self._only_thump_below(e):
             return True
+        if self._top_string_stands_out(window, e):
+            return True
         # A treble note is judged by the strongest peak below it instead (see peak_below).
         return e.freq_hz >= p.peak_below_from_hz and (
             peak_below(window, e.freq_hz, rate) <= p.max_peak_below
+        )
+
+    def _top_string_stands_out(self, window: np.ndarray, e: PitchEstimate) -> bool:
+        """Whether the estimate is a top string that stands out of the window (see
+        `SpectralCheck.top_string_hz`): the strongest line above 100 Hz by 3 dB, on the
+        estimate's key. What lies below it is then its own hammer's knock and the body's
+        rumble, which a soft top key hardly outweighs in the first tens of ms (and whose
+        strongest peak is far over `max_peak_below` of the string). On the key, not within
+        a few %: up there a semitone is 6 %, and YIN's early estimate of a top string can lie
+        most of a semitone sharp of its line."""
+        if e.freq_hz < self._spectral.partial_max_hz:
+            return False
+        string_hz = self._spectral.top_string_hz(window)
+        a4_hz = self.params.a4_hz
+        return string_hz is not None and round(freq_to_midi(string_hz, a4_hz)) == round(
+            e.midi_float
         )
 
     def _only_thump_below(self, e: PitchEstimate) -> bool:

@@ -217,6 +217,21 @@ def peak_below(samples: np.ndarray, freq_hz: float, sample_rate: int) -> float:
     return below / own if own > 0.0 else 1.0
 
 
+def _near_multiple(ratio: float, lowest: int, highest: int | None = None) -> bool:
+    """Whether `ratio` lies within 4 % of a whole number from `lowest` to `highest`: the
+    k-th partial of a stiff string is stretched by up to a few % (see SpectralCheck)."""
+    k = round(ratio)
+    in_range = k >= lowest and (highest is None or k <= highest)
+    return in_range and abs(ratio - k) < 0.04 * k
+
+
+def _string_lines(peak: int) -> tuple[slice, slice]:
+    """The bins of a string's line at bin `peak` (+-3 %) and of its second partial, which
+    stiffness stretches up to 5 % above twice the line."""
+    line = slice(int(peak * 0.97), int(peak * 1.03) + 1)
+    return line, slice(int(peak * 1.96), int(peak * 2.1) + 1)
+
+
 class SpectralCheck:
     """Checks and refines a YIN estimate against the spectrum of the same window.
 
@@ -237,6 +252,8 @@ class SpectralCheck:
         refine_periods: float = 6.0,
         partial_ratio: float = 0.1,
         partial_max_hz: float = 2000.0,
+        top_hz: float = 4500.0,
+        string_margin: float = 2.0,
     ) -> None:
         self.sample_rate = sample_rate
         self.treble_hz = treble_hz
@@ -245,6 +262,10 @@ class SpectralCheck:
         # Above this a dominant peak is the string itself: a low thump under a soft top note
         # would otherwise pass for the "other partials" of YIN's far-too-low frequency.
         self.partial_max_hz = partial_max_hz
+        # C8 (4186 Hz) with a top octave stretched sharp: no piano string sounds above it.
+        self.top_hz = top_hz
+        # A top string's line must be this much stronger than any other (see _string_share).
+        self.string_margin = string_margin
 
     def check(
         self, samples: np.ndarray, freq_hz: float | None, confidence: float = 0.0
@@ -253,15 +274,17 @@ class SpectralCheck:
         octaves YIN may find no period, or the period of a low thump, while above ~500 Hz the
         spectrum is one clear peak: the string."""
         window = len(samples)
-        n_fft = max(8192, 1 << (4 * window - 1).bit_length())
-        power = np.abs(np.fft.rfft(samples * hann(window), n_fft)) ** 2
-        bin_hz = self.sample_rate / n_fft
+        power, bin_hz = self._power(samples)
         upper = int(0.5 * self.treble_hz / bin_hz)
         treble = int(0.9 * self.treble_hz / bin_hz)
         peak = treble + int(np.argmax(power[treble:]))
         peak_hz = peak * bin_hz
-        near = slice(int(peak * 0.97), int(peak * 1.03) + 1)
+        near, _ = _string_lines(peak)
         dominance = float(power[near].sum() / (power[upper:].sum() + 1e-30))
+        # A peak at 2-4 times YIN's frequency may be that note's own bright partial: the
+        # rules below decide those, with the dominance over everything above treble_hz.
+        if freq_hz is None or not _near_multiple(peak_hz / freq_hz, 2, 4):
+            dominance = max(dominance, self._string_share(power, bin_hz, peak))
         if (
             freq_hz is not None
             and peak_hz < self.partial_max_hz
@@ -272,14 +295,64 @@ class SpectralCheck:
             freq_hz = peak_hz  # YIN found nothing, or something weak: trust the clear peak
         elif freq_hz is None:
             return None
-        elif peak_hz > 1.5 * freq_hz and dominance >= 0.5:
-            ratio = peak_hz / freq_hz
-            if abs(ratio - round(ratio)) < 0.04 * round(ratio):
-                freq_hz = peak_hz  # YIN took a multiple of the treble period
+        elif dominance >= 0.5 and _near_multiple(peak_hz / freq_hz, 2):
+            freq_hz = peak_hz  # YIN took a multiple of the treble period
         if window * freq_hz / self.sample_rate < self.refine_periods:
             return freq_hz, dominance  # too few periods for the peak to be sharper than YIN
         strongest = float(power[1:].max())
         return self._refine(power, bin_hz, freq_hz, strongest), dominance
+
+    def top_string_hz(self, samples: np.ndarray) -> float | None:
+        """The frequency of a top string that stands out of the window (see
+        `_string_share`): its strongest line from `partial_max_hz` to `top_hz`, when that is
+        stronger by `string_margin` than any other line above 100 Hz; else None."""
+        power, bin_hz = self._power(samples)
+        low = int(self.partial_max_hz / bin_hz)
+        peak = low + int(np.argmax(power[low : int(self.top_hz / bin_hz) + 1]))
+        return peak * bin_hz if self._stands_out(power, bin_hz, peak) else None
+
+    def _power(self, samples: np.ndarray) -> tuple[np.ndarray, float]:
+        """Power of the Hann-windowed window, zero-padded to at least 4x (and 8192 points)
+        for a fine grid of peak positions, and the bin width in Hz."""
+        window = len(samples)
+        n_fft = max(8192, 1 << (4 * window - 1).bit_length())
+        return np.abs(np.fft.rfft(samples * hann(window), n_fft)) ** 2, self.sample_rate / n_fft
+
+    def _stands_out(self, power: np.ndarray, bin_hz: float, peak: int) -> bool:
+        """Whether the line at `peak` is in the top octaves (`partial_max_hz`..`top_hz`) and
+        stronger by `string_margin` than any other line above 100 Hz but its own second
+        partial (stretched by up to 5 %)."""
+        if not self.partial_max_hz <= peak * bin_hz <= self.top_hz:
+            return False
+        line, second = _string_lines(peak)
+        others = np.concatenate(
+            [
+                power[int(100.0 / bin_hz) : line.start],
+                power[line.stop : second.start],
+                power[second.stop :],
+            ]
+        )
+        return float(power[line].max()) >= self.string_margin * float(others.max())
+
+    def _string_share(self, power: np.ndarray, bin_hz: float, peak: int) -> float:
+        """How much of what lies from half the peak up is one top string (its line and its
+        second partial), when the peak is in the top octaves (`partial_max_hz`..`top_hz`)
+        and stronger by `string_margin` than any other line above 100 Hz; else 0.
+
+        Up there a string's fundamental is its strongest partial, and a soft top key is
+        short and quiet beside its own hammer's knock and the action's and body's modes,
+        which spread over a few hundred Hz to 2 kHz and hold more of the window above
+        `treble_hz` than the string does: the dominance over all of it stays under a half
+        and YIN meanwhile finds a period in the low rumble, two to six octaves down. Counted
+        from half the peak up, a lower string's fundamental still counts against its bright
+        upper partial. The margin keeps a lower note whose upper partial is about as
+        strong as its fundamental out (a bright C5's fifth partial, in a room)."""
+        if not self._stands_out(power, bin_hz, peak):
+            return 0.0
+        line, second = _string_lines(peak)
+        string = float(power[line].sum() + power[second].sum())
+        # From just under half: a fundamental below the peak lies at 1/2.03 of it (stretched).
+        return string / (float(power[int(0.45 * peak) :].sum()) + 1e-30)
 
     def _is_partial_of(
         self, power: np.ndarray, bin_hz: float, freq_hz: float, peak_hz: float
@@ -291,9 +364,9 @@ class SpectralCheck:
         2nd or 3rd partial can hold eight to sixteen times its fundamental's power, so a
         stricter share (it was a quarter) moved such a note up a twelfth."""
         ratio = peak_hz / freq_hz
-        k = round(ratio)
-        if k < 2 or abs(ratio - k) > 0.04 * k:
+        if not _near_multiple(ratio, 2):
             return False
+        k = round(ratio)
         energies = harmonic_energies(power, bin_hz, freq_hz, peak_hz * 1.02)
         shared, other = split_by_multiples(energies, k)
         if other < self.partial_ratio * shared:

@@ -1,0 +1,106 @@
+"""Top keys over their own hammer's knock. A soft top key is a short, quiet string beside the
+knock of its hammer and the action's and body's modes (a few hundred Hz to 2 kHz) and a low
+rumble: together they hold more of the window than the string, and YIN finds a period in the
+rumble, two to six octaves down. The string is still the strongest line in the spectrum. The
+tones are `stiff_tone`s (physics only, no sampled piano) with such a knock added."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+from test_stiff_strings import LEAD_S, RATE, stiff_tone  # tests/ is on sys.path
+
+from notesight.device.transcribe import transcribe_array
+from notesight.dsp.augment import room_version
+from notesight.dsp.pitch import SpectralCheck
+
+ANALYSIS_RATE = RATE // 2  # what the listener analyses at 44.1 kHz (see analysis_factor)
+
+
+def knocked(midi: int, seed: int, knock_db: float) -> np.ndarray:
+    """`stiff_tone` with 4-8 damped modes at 150-1600 Hz (20-80 ms) and two rumbling ones at
+    40-120 Hz (0.1-0.4 s), together `knock_db` against the string over its first 30 ms."""
+    rng = np.random.default_rng(seed * 7 + 3)
+    tone = stiff_tone(midi, seed=seed, seconds=1.0).astype(np.float64)
+    string = tone[int(LEAD_S * RATE) :]
+    t = np.arange(len(string)) / RATE
+
+    def mode(low_hz: float, high_hz: float, shortest_s: float, longest_s: float) -> np.ndarray:
+        decay = np.exp(-t / rng.uniform(shortest_s, longest_s))
+        return decay * np.sin(2 * np.pi * rng.uniform(low_hz, high_hz) * t + rng.uniform(0, 6.3))
+
+    knock = sum(mode(150, 1600, 0.02, 0.08) for _ in range(rng.integers(4, 9)))
+    knock = knock + sum(rng.uniform(0.5, 2) * mode(40, 120, 0.1, 0.4) for _ in range(2))
+    first = int(0.03 * RATE)
+    gain = np.sqrt(np.mean(string[:first] ** 2) / np.mean(knock[:first] ** 2))
+    string += gain * 10 ** (knock_db / 20) * knock
+    audio = 0.3 * tone / np.abs(tone).max()
+    return audio.astype(np.float32)
+
+
+# (key, seed, knock level in dB, room): before a top string that stands out was trusted
+# (SpectralCheck._string_share, NoteListener._top_string_stands_out), these were named 2-6
+# octaves low (the rumble's period) or not at all.
+KNOCKED = [
+    (99, 1, -6, True),
+    (100, 1, 0, False),
+    (102, 1, -6, False),
+    (104, 1, 0, False),
+    (105, 2, 0, True),
+    (106, 1, 0, False),
+]
+
+
+@pytest.mark.parametrize(("midi", "seed", "knock_db", "room"), KNOCKED)
+def test_soft_top_key_over_its_knock_lights_its_own_key_within_50_ms(midi, seed, knock_db, room):
+    audio = knocked(midi, seed * 1000 + midi, knock_db)
+    if room:
+        audio = room_version(audio, RATE, zlib.crc32(f"{midi}/{seed}/{knock_db}".encode()))
+    notes = transcribe_array(audio, RATE)
+    assert notes, "no note"
+    first = notes[0]
+    assert first["midi"] == midi, first
+    assert first["emitted_s"] - LEAD_S <= 0.05, first
+
+
+def sines(size: int, *lines: tuple[float, float]) -> np.ndarray:
+    """A window of sines: (frequency in Hz, amplitude) each, at the analysis rate."""
+    t = np.arange(size) / ANALYSIS_RATE
+    return sum(a * np.sin(2 * np.pi * f * t + f) for f, a in lines).astype(np.float32)
+
+
+def test_a_top_string_that_stands_out_wins_over_a_rumbles_period():
+    """B7 (3951 Hz) beside five knock modes that together outweigh it above 500 Hz, YIN unsure
+    of a rumble's period: the string is the answer, confident enough to count."""
+    knock = [(f, 0.6) for f in (420.0, 650.0, 930.0, 1190.0, 1480.0)]
+    window = sines(768, (3951.0, 1.0), (62.0, 2.0), *knock)
+    check = SpectralCheck(ANALYSIS_RATE)
+    assert check.top_string_hz(window) == pytest.approx(3951.0, rel=0.01)
+    freq, dominance = check.check(window, 62.0, 0.53)
+    assert freq == pytest.approx(3951.0, rel=0.01)
+    assert dominance >= 0.6
+
+
+def test_a_bright_partial_as_strong_as_its_fundamental_is_not_a_top_string():
+    """C5 in a room with its fifth partial (2.6 kHz) a little stronger than its fundamental:
+    not clearly the strongest line, so YIN's C5 stands (it was moved up 28 semitones)."""
+    c5 = 523.25
+    window = sines(768, (c5, 1.0), (2 * c5, 0.5), (3 * c5, 0.4), (5.05 * c5, 1.05))
+    check = SpectralCheck(ANALYSIS_RATE)
+    assert check.top_string_hz(window) is None
+    freq, _ = check.check(window, c5, 0.76)
+    assert freq == pytest.approx(c5, rel=0.03)
+
+
+def test_a_strings_own_bright_second_partial_leaves_yins_note_alone():
+    """F6 whose stretched second partial (2.03 x) is the strongest line, over a knock: the
+    peak is the note's own partial, and YIN's F6 stands even though the peak stands out."""
+    f6 = 1396.9
+    knock = [(f, 0.45) for f in (500.0, 800.0, 1100.0)]
+    window = sines(768, (f6, 0.7), (2.03 * f6, 1.0), *knock)
+    check = SpectralCheck(ANALYSIS_RATE)
+    assert check.top_string_hz(window) == pytest.approx(2.03 * f6, rel=0.01)
+    freq, _ = check.check(window, f6, 0.82)
+    assert freq == pytest.approx(f6, rel=0.03)
