@@ -171,7 +171,7 @@ class NoteListener:
         longest = round(p.longest_window_s * self.rate)
         sizes = list(range(self.hop, longest + 1, self.hop))
         self._pitch = MultiWindowPitch(round(self.rate), sizes)
-        self._spectral = SpectralCheck(round(self.rate))
+        self._spectral = SpectralCheck(round(self.rate), rumble_hz=p.thump_hz)
         self._buffer_len = max(self._pitch.longest, frame) + 4 * self.hop
         self._buffer = np.zeros(2 * self._buffer_len, np.float32)
         self._filled = self._buffer_len  # zeros of "silence" before the stream starts

@@ -217,12 +217,11 @@ def peak_below(samples: np.ndarray, freq_hz: float, sample_rate: int) -> float:
     return below / own if own > 0.0 else 1.0
 
 
-def _near_multiple(ratio: float, lowest: int, highest: int | None = None) -> bool:
-    """Whether `ratio` lies within 4 % of a whole number from `lowest` to `highest`: the
-    k-th partial of a stiff string is stretched by up to a few % (see SpectralCheck)."""
+def _near_multiple(ratio: float) -> bool:
+    """Whether `ratio` lies within 4 % of a whole number from 2 up: the k-th partial of a
+    stiff string is stretched by up to a few % (see SpectralCheck)."""
     k = round(ratio)
-    in_range = k >= lowest and (highest is None or k <= highest)
-    return in_range and abs(ratio - k) < 0.04 * k
+    return k >= 2 and abs(ratio - k) < 0.04 * k
 
 
 def _string_lines(peak: int) -> tuple[slice, slice]:
@@ -254,6 +253,7 @@ class SpectralCheck:
         partial_max_hz: float = 2000.0,
         top_hz: float = 4500.0,
         string_margin: float = 2.0,
+        rumble_hz: float = 200.0,
     ) -> None:
         self.sample_rate = sample_rate
         self.treble_hz = treble_hz
@@ -266,6 +266,8 @@ class SpectralCheck:
         self.top_hz = top_hz
         # A top string's line must be this much stronger than any other (see _string_share).
         self.string_margin = string_margin
+        # ...over YIN's frequency only below this, where a strike's low thump lies.
+        self.rumble_hz = rumble_hz
 
     def check(
         self, samples: np.ndarray, freq_hz: float | None, confidence: float = 0.0
@@ -281,9 +283,9 @@ class SpectralCheck:
         peak_hz = peak * bin_hz
         near, _ = _string_lines(peak)
         dominance = float(power[near].sum() / (power[upper:].sum() + 1e-30))
-        # A peak at 2-4 times YIN's frequency may be that note's own bright partial: the
-        # rules below decide those, with the dominance over everything above treble_hz.
-        if freq_hz is None or not _near_multiple(peak_hz / freq_hz, 2, 4):
+        # Only against no period or one in the knock's rumble: a lower string whose upper
+        # partial stands out has YIN's period (a sample's F4 had its ninth partial stand out).
+        if freq_hz is None or freq_hz < self.rumble_hz:
             dominance = max(dominance, self._string_share(power, bin_hz, peak))
         if (
             freq_hz is not None
@@ -295,7 +297,7 @@ class SpectralCheck:
             freq_hz = peak_hz  # YIN found nothing, or something weak: trust the clear peak
         elif freq_hz is None:
             return None
-        elif dominance >= 0.5 and _near_multiple(peak_hz / freq_hz, 2):
+        elif dominance >= 0.5 and _near_multiple(peak_hz / freq_hz):
             freq_hz = peak_hz  # YIN took a multiple of the treble period
         if window * freq_hz / self.sample_rate < self.refine_periods:
             return freq_hz, dominance  # too few periods for the peak to be sharper than YIN
@@ -343,10 +345,11 @@ class SpectralCheck:
         short and quiet beside its own hammer's knock and the action's and body's modes,
         which spread over a few hundred Hz to 2 kHz and hold more of the window above
         `treble_hz` than the string does: the dominance over all of it stays under a half
-        and YIN meanwhile finds a period in the low rumble, two to six octaves down. Counted
-        from half the peak up, a lower string's fundamental still counts against its bright
-        upper partial. The margin keeps a lower note whose upper partial is about as
-        strong as its fundamental out (a bright C5's fifth partial, in a room)."""
+        and YIN meanwhile finds a period in the low rumble (below `rumble_hz`), more than
+        three octaves down. Counted from half the peak up, a lower string's fundamental
+        still counts against its bright upper partial. The margin keeps a lower note whose
+        upper partial is about as strong as its fundamental out (a bright C5's fifth
+        partial, in a room)."""
         if not self._stands_out(power, bin_hz, peak):
             return 0.0
         line, second = _string_lines(peak)
@@ -364,7 +367,7 @@ class SpectralCheck:
         2nd or 3rd partial can hold eight to sixteen times its fundamental's power, so a
         stricter share (it was a quarter) moved such a note up a twelfth."""
         ratio = peak_hz / freq_hz
-        if not _near_multiple(ratio, 2):
+        if not _near_multiple(ratio):
             return False
         k = round(ratio)
         energies = harmonic_energies(power, bin_hz, freq_hz, peak_hz * 1.02)
