@@ -88,6 +88,7 @@ class ListenerParams:
     legato_key_check: bool = True  # see NoteListener._check_neighbour_keys
     legato_key_periods: float = 4.0  # periods of the estimate the window must hold for it
     legato_key_ratio: float = 1.2  # a neighbouring key must explain this much more of the rise
+    legato_sounding_key_ratio: float = 1.1  # ...or this much, when YIN found the key sounding
     agree_semitones: float = 0.4
     run_windows: int = 3  # this many agreeing estimates in a row decide...
     run_confidence: float = 0.35  # ...when each has at least this confidence (see _steady_run)
@@ -598,7 +599,10 @@ class NoteListener:
         """In legato YIN's period is pulled towards the old note's, so the estimate can land
         on a key next to the new one. What the strike added to the spectrum (this window's
         power less that of the same length just before the strike) has the new note's
-        partials only; the neighbouring key whose harmonics hold the most of it wins."""
+        partials only; the neighbouring key whose harmonics hold the most of it wins. When
+        YIN found the key still sounding, its reading is the old string's whichever key was
+        struck (a soft key a semitone above a loud one read as a repeat of the loud one),
+        so a neighbour needs a smaller lead there (`legato_sounding_key_ratio`)."""
         p = self.params
         if estimate.periods < p.legato_key_periods:
             return estimate
@@ -614,7 +618,9 @@ class NoteListener:
             energies = harmonic_energies(rise, bin_hz, freq, min(top_hz, 8.5 * freq), 0.015)
             scores[candidate] = float(energies.sum())
         best = max(scores, key=scores.__getitem__)
-        if best == key or scores[best] < p.legato_key_ratio * scores[key]:
+        sounding = self._is_sounding_key(estimate)
+        lead = p.legato_sounding_key_ratio if sounding else p.legato_key_ratio
+        if best == key or scores[best] < lead * scores[key]:
             return estimate
         freq = midi_to_freq(best, p.a4_hz)
         return PitchEstimate(freq, estimate.confidence, size, float(best), size * freq / self.rate)
