@@ -234,11 +234,14 @@ def _string_lines(peak: int) -> tuple[slice, slice]:
 class SpectralCheck:
     """Checks and refines a YIN estimate against the spectrum of the same window.
 
-    Two things YIN gets wrong on a real piano, that the spectrum gets right:
+    Three things YIN gets wrong on a real piano, that the spectrum gets right:
     - Treble notes: only a few samples per period, and the undamped strings and soundboard
       add low components, so YIN often prefers a multiple of the period (an octave or more
       too low). Up there the fundamental is the strongest partial by far, so when the
       strongest peak above `treble_hz` sits at a whole multiple of YIN's frequency, it wins.
+    - Soft top keys: the string is quieter than its own hammer's knock, and YIN finds a period
+      in the low rumble, no whole fraction of the string's. The string is still the window's
+      strongest line, and then it wins (see `_string_share`).
     - Frequency: within the first few periods the envelope still rises or falls fast, which
       biases YIN's period by up to a semitone. The spectral peak next to the estimate,
       interpolated on a zero-padded FFT, is not biased by the envelope.
