@@ -1,7 +1,7 @@
 """Top keys over their own hammer's knock. A soft top key is a short, quiet string beside the
 knock of its hammer and the action's and body's modes (a few hundred Hz to 2 kHz) and a low
 rumble: together they hold more of the window than the string, and YIN finds a period in the
-rumble, two to six octaves down. The string is still the strongest line in the spectrum. The
+rumble, four to seven octaves down. The string is still the strongest line in the spectrum. The
 tones are `stiff_tone`s (physics only, no sampled piano) with such a knock added."""
 
 from __future__ import annotations
@@ -41,8 +41,8 @@ def knocked(midi: int, seed: int, knock_db: float) -> np.ndarray:
 
 
 # (key, seed, knock level in dB, room): before a top string that stands out was trusted
-# (SpectralCheck._string_share, NoteListener._top_string_stands_out), these were named 2-6
-# octaves low (the rumble's period) or not at all.
+# (SpectralCheck._string_share, NoteListener._top_string_stands_out), these were named 4-7
+# octaves low (the rumble's period).
 KNOCKED = [
     (99, 1, -6, True),
     (100, 1, 0, False),
