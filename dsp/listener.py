@@ -27,6 +27,7 @@ from .pitch import (
     peak_below,
     power_spectrum,
     split_by_multiples,
+    whole_multiple,
     yin,
 )
 
@@ -112,12 +113,6 @@ def _similarity(window: np.ndarray, lag: float) -> float:
 
 
 _BELOW_FACTORS = (2, 3, 4, 5)  # the lower notes an estimate may be an upper partial of
-
-
-def _whole_multiple(ratio: float, tolerance: float = 0.03) -> int:
-    """The whole number `ratio` is within `tolerance` (relative) of, else 0."""
-    whole = round(ratio)
-    return whole if whole >= 1 and abs(ratio - whole) <= tolerance * whole else 0
 
 
 def analysis_factor(sample_rate: int) -> int:
@@ -436,7 +431,7 @@ class NoteListener:
                 if rise is None:
                     return estimate
             peak_hz = self._new_peak_hz(rise, shorter.freq_hz)
-            k = _whole_multiple(shorter.freq_hz / estimate.freq_hz) or _whole_multiple(
+            k = whole_multiple(shorter.freq_hz / estimate.freq_hz) or whole_multiple(
                 peak_hz / estimate.freq_hz
             )
             if k < 2 or self._lower_note_rose(rise, peak_hz, k, p.shorter_period_ratio):
@@ -496,8 +491,8 @@ class NoteListener:
             return False
         if abs(other.midi_float - sounding.midi) < 0.5:
             return False
-        old = _whole_multiple(sounding.freq_hz / estimate.freq_hz)
-        new = _whole_multiple(other.freq_hz / estimate.freq_hz)
+        old = whole_multiple(sounding.freq_hz / estimate.freq_hz)
+        new = whole_multiple(other.freq_hz / estimate.freq_hz)
         if old < 2 or new < 2 or new == old:
             return False
         # The comb can also leave the new note's octave (it weakens the fundamental): then

@@ -217,11 +217,14 @@ def peak_below(samples: np.ndarray, freq_hz: float, sample_rate: int) -> float:
     return below / own if own > 0.0 else 1.0
 
 
-def _near_multiple(ratio: float) -> bool:
-    """Whether `ratio` lies within 4 % of a whole number from 2 up: the k-th partial of a
-    stiff string is stretched by up to a few % (see SpectralCheck)."""
-    k = round(ratio)
-    return k >= 2 and abs(ratio - k) < 0.04 * k
+def whole_multiple(ratio: float, tolerance: float = 0.03) -> int:
+    """The whole number `ratio` is within `tolerance` (relative) of, else 0."""
+    whole = round(ratio)
+    return whole if whole >= 1 and abs(ratio - whole) <= tolerance * whole else 0
+
+
+# The k-th partial of a stiff string lies up to a few % above k times the fundamental.
+_PARTIAL_TOLERANCE = 0.04
 
 
 def _string_lines(peak: int) -> tuple[slice, slice]:
@@ -300,7 +303,7 @@ class SpectralCheck:
             freq_hz = peak_hz  # YIN found nothing, or something weak: trust the clear peak
         elif freq_hz is None:
             return None
-        elif dominance >= 0.5 and _near_multiple(peak_hz / freq_hz):
+        elif dominance >= 0.5 and whole_multiple(peak_hz / freq_hz, _PARTIAL_TOLERANCE) >= 2:
             freq_hz = peak_hz  # YIN took a multiple of the treble period
         if window * freq_hz / self.sample_rate < self.refine_periods:
             return freq_hz, dominance  # too few periods for the peak to be sharper than YIN
@@ -369,10 +372,9 @@ class SpectralCheck:
         `missing_harmonic_factor`): next to nothing, under `partial_ratio`. A bright string's
         2nd or 3rd partial can hold eight to sixteen times its fundamental's power, so a
         stricter share (it was a quarter) moved such a note up a twelfth."""
-        ratio = peak_hz / freq_hz
-        if not _near_multiple(ratio):
+        k = whole_multiple(peak_hz / freq_hz, _PARTIAL_TOLERANCE)
+        if k < 2:
             return False
-        k = round(ratio)
         energies = harmonic_energies(power, bin_hz, freq_hz, peak_hz * 1.02)
         shared, other = split_by_multiples(energies, k)
         if other < self.partial_ratio * shared:
