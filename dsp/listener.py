@@ -26,6 +26,7 @@ from .pitch import (
     missing_harmonic_factor,
     peak_below,
     power_spectrum,
+    ringing_partials,
     split_by_multiples,
     whole_multiple,
     yin,
@@ -64,6 +65,9 @@ class ListenerParams:
     subharmonic_margin: float = 0.15  # ...more confident, in windows up to this long:
     subharmonic_window_s: float = 0.05
     # (see NoteListener._above_body_estimate)
+    below_range_partials: int = 6  # a period longer than the lowest key's is searched again
+    # under it, and the answer stands when this many of its first 8 partials ring (see
+    # NoteListener._within_key_range)
     max_energy_below: float = 0.08  # see pitch.energy_below
     peak_below_from_hz: float = 1000.0  # from here up, an estimate with more energy below...
     max_peak_below: float = 0.1  # ...passes when no peak below is this strong (peak_below)
@@ -274,6 +278,8 @@ class NoteListener:
             return  # nothing new to look at until the next window length fits
         window = self._buffer[self._filled - size : self._filled]
         estimate = self._pitch.estimate(window, self.params.a4_hz)
+        if estimate is not None and self._below_lowest_key(estimate):
+            estimate = self._within_key_range(window, estimate)
         if estimate is not None and self._may_be_stiff(estimate):
             estimate = self._stiff_string_estimate(window, estimate)
         elif estimate is not None and self._may_be_subharmonic(estimate):
@@ -297,6 +303,33 @@ class NoteListener:
                 return
         if size == self._pitch.longest:
             self._give_up_or_guess(pending, events)
+
+    def _below_lowest_key(self, estimate: PitchEstimate) -> bool:
+        return estimate.midi_float < self.params.lowest_midi - 0.5
+
+    def _within_key_range(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
+        """No piano string is lower than the lowest key, so a longer period is YIN's double
+        one: in a bass string whose consecutive periods differ (two or three strings of one
+        key beating, a weak fundamental) twice the period dips deeper, and the window, the
+        longest a bass key gets, holds too few periods for the steady run to see past it
+        (csound's G1 in reverberation and noise: G1 at 0.49-0.54, then G0 at 0.57-0.61 in the
+        last three windows, so no note). YIN again with its lags capped at the lowest key's
+        period gives the period under it; that stands only when most of its first partials
+        ring (`ringing_partials`), else the estimate stays as it was (out of range). A
+        knock's rumble modes gave 2-4 of 8 and a treble note's subharmonic under a ringing
+        key 4; struck bass strings 6-8."""
+        p = self.params
+        rate = self._pitch.sample_rate
+        lowest_hz = midi_to_freq(p.lowest_midi - 0.5, p.a4_hz)
+        freq, confidence = yin(window, rate, self._pitch.tolerance, int(rate / lowest_hz))
+        if freq <= 0.0:
+            return estimate
+        power = power_spectrum(window)
+        bin_hz = rate / (2 * (len(power) - 1))
+        if ringing_partials(power, bin_hz, freq) < p.below_range_partials:
+            return estimate
+        midi_float = freq_to_midi(freq, p.a4_hz)
+        return PitchEstimate(freq, confidence, len(window), midi_float, len(window) * freq / rate)
 
     def _may_be_stiff(self, estimate: PitchEstimate) -> bool:
         """Whether the estimate may be one that string stiffness spoiled. Not in the bass: B

@@ -423,6 +423,17 @@ def harmonic_energies(
     return np.maximum.reduceat(power[: hi[count - 1]], bounds)[0::2].astype(np.float64)
 
 
+def ringing_partials(
+    power: np.ndarray, bin_hz: float, freq_hz: float, count: int = 8, within_db: float = 20.0
+) -> int:
+    """How many of the first `count` partials of `freq_hz` (+-3 %) peak within `within_db` of
+    the spectrum's strongest bin. A struck bass string rings most of its first eight; a
+    strike's rumble (one or two body modes) or a higher note heard through its subharmonic
+    does not."""
+    energies = harmonic_energies(power, bin_hz, freq_hz, (count + 0.5) * freq_hz)
+    return int(np.count_nonzero(energies >= power.max() * 10.0 ** (-within_db / 10.0)))
+
+
 def split_by_multiples(energies: np.ndarray, k: int) -> tuple[float, float]:
     """(energy of harmonics 1, 2, ... that are multiples of k, energy of the others)."""
     multiple, other = _multiples_of(len(energies), k)
