@@ -39,6 +39,7 @@ class OnsetDetector:
         level_rise_db: float = 8.0,
         level_rise_s: float = 0.04,
         max_fall_db: float = 1.0,
+        fall_overruled: float = 1.5,
     ) -> None:
         self.hop = hop
         self.frame_size = frame_size
@@ -76,8 +77,12 @@ class OnsetDetector:
         # loudest, not the quietest: the hop level of a bass note swings with its long period.)
         self._levels: deque[float] = deque(maxlen=max(2, round(level_rise_s * sample_rate / hop)))
         self._level_rise = level_rise_db
-        # A strike adds energy: the hop that holds it is never quieter than the one before.
+        # A strike adds energy: the hop that holds it is never quieter than the one before...
         self._max_fall_db = max_fall_db
+        # ...unless the key before is let go as it lands (legato without overlap): its damper
+        # takes more than the new string adds. A rise this many times the threshold is a
+        # strike all the same: a damper or a fade takes energy away and raises few bins.
+        self._fall_overruled = fall_overruled
 
     def flux(self, hop: np.ndarray) -> tuple[float, float]:
         """The rise of the log spectrum since the last hop, and since the hop before that.
@@ -159,8 +164,8 @@ class OnsetDetector:
             quieter = min(levels[-1], levels[-2]) if len(levels) > 1 else levels[-1]
             falling = level_dbfs < quieter - self._max_fall_db
         levels.append(level_dbfs)
-        if falling:
-            return None  # a strike never makes the sound quieter; a damper or a fade does
+        if falling and flux <= self._fall_overruled * threshold:
+            return None  # a damper or a fade, not a strike (see _fall_overruled)
         level_jump = rising and level_dbfs - loudest_recent >= self._level_rise
         # A strike that straddles two hops splits its rise between them; over two hops it is
         # whole. It matters most in a noisy room, where the noise's own flux raises the
