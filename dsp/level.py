@@ -45,6 +45,11 @@ class NoiseFloor:
             self.dbfs = min(level_dbfs, self.dbfs + self._rise_per_hop)
         return self.dbfs
 
+    def hold(self, level_dbfs: float) -> float:
+        """As `update`, but without rising: for hops the floor must not learn from."""
+        self.dbfs = min(self.dbfs, level_dbfs)
+        return self.dbfs
+
 
 class LevelMeter:
     """Streaming processor: feed blocks, get one (level_dbfs, floor_dbfs) pair per full hop."""

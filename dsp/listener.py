@@ -182,6 +182,8 @@ class NoteListener:
             round(self.rate), self.hop, frame, p.onset_sensitivity, p.min_level_dbfs
         )
         self._floor = NoiseFloor(self.hop / self.rate)
+        # The onset gate's floor learns only between notes (see _process_hop).
+        self._room_floor = NoiseFloor(self.hop / self.rate)
         self._skip = round(p.strike_skip_s * self.rate)
         self._strike_chunk = max(8, self.hop // 16)
         # Two periods of the lowest key: see _steady_run.
@@ -246,7 +248,15 @@ class NoteListener:
         self._position += self.hop
         self.level_dbfs = level
         floor = self._floor.update(level)
-        strength = self._onsets.decide(flux, flux2, level, floor)
+        # A strike must stand out of the room, not out of the music: in legato the level
+        # never falls back to the room's, so a floor that rises under the notes (2 dB/s)
+        # came within 12 dB of a soft key after 10 s of playing in a reverberant room, and
+        # such keys gave no onset. The release keeps the floor that follows the music.
+        if self._sounding is None:
+            room = self._room_floor.update(level)
+        else:
+            room = self._room_floor.hold(level)
+        strength = self._onsets.decide(flux, flux2, level, room)
         if strength is not None:
             recent = self._buffer[self._filled - self._onsets.frame_size : self._filled]
             back = locate_strike(recent, 2 * self.hop, self._strike_chunk)

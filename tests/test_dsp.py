@@ -115,6 +115,10 @@ def test_noise_floor_drops_at_once_and_rises_slowly():
     for _ in range(100):  # one second of loud playing
         floor.update(-20.0)
     assert floor.dbfs == pytest.approx(-78.0, abs=0.01)
+    for _ in range(100):  # held: it does not rise...
+        floor.hold(-20.0)
+    assert floor.dbfs == pytest.approx(-78.0, abs=0.01)
+    assert floor.hold(-90.0) == -90.0  # ...but still drops at once
 
 
 def test_level_meter_gives_one_reading_per_hop():

@@ -2,12 +2,13 @@
 and csound's GM bank, rendered at test time), where the listening core used to report nothing,
 a wrong key, or the right key late: each case was found with a dev harness (seeds in the ids).
 Plus synthetic checks of the two rules behind them (see NoteListener._steady_run and
-pitch.peak_below)."""
+pitch.peak_below), and of the onset gate's floor under continuous playing."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_stiff_strings import LEAD_S, stiff_tone  # tests/ is on sys.path
 
 from notesight.device.synth import Note
 from notesight.device.transcribe import transcribe_array
@@ -151,3 +152,34 @@ def test_a_bass_keys_upper_partial_is_not_a_thumped_top_key(piano, partial):
         freq, 0.9, size, freq_to_midi(freq, 440.0), size * freq / listener.rate
     )
     assert not listener._only_thump_below(estimate)
+
+
+def continuous_playing(
+    seconds: float, last_gain: float, seed: int
+) -> tuple[np.ndarray, float, int]:
+    """A key every 0.25 s for `seconds`, each ringing for 1 s (so the level never falls back
+    to the room's), in a reverberant room; the last key `last_gain` times as loud as the
+    others. Returns the audio, the last key's onset and its MIDI number."""
+    rng = np.random.default_rng(seed)
+    audio = np.zeros(int((seconds + 1.5) * SR), np.float32)
+    key, onset = 64, 0.5
+    while True:
+        key = int(np.clip(key + rng.choice([-2, -1, 1, 2]), 55, 76))
+        tone = stiff_tone(key, seed=int(rng.integers(1000)), seconds=1.0)[int(LEAD_S * SR) :]
+        last = onset + 0.25 >= seconds
+        start = int(onset * SR)
+        audio[start : start + len(tone)] += (last_gain if last else 1.0) * tone
+        if last:
+            return room_version(audio, SR, seed), onset, key
+        onset += 0.25
+
+
+def test_soft_key_after_20_s_of_playing_in_a_room_lights():
+    """The onset gate asks a strike to stand 12 dB out of the floor. That floor rose 2 dB/s
+    under continuous playing (a minimum follower never sees the room between notes), so
+    after 20 s a key 10 dB softer than the others gave no onset. The gate's floor now learns
+    only while no note sounds."""
+    audio, onset, key = continuous_playing(20.0, 0.3, 7)
+    found = [n for n in transcribe_array(audio, SR) if abs(n["onset_s"] - onset) < 0.05]
+    assert [n["midi"] for n in found] == [key]
+    assert found[0]["emitted_s"] - onset <= 0.05
