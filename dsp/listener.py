@@ -74,6 +74,8 @@ class ListenerParams:
     spectral_check: bool = True
     harmonic_check: bool = True  # see pitch.missing_harmonic_factor
     harmonic_check_periods: float = 4.0  # periods of the estimate the window must hold for it
+    harmonic_rise_share: float = 0.25  # in legato, what the strike added must hold this share
+    # of the window's power for its harmonics to be judged (see NoteListener._check_harmonics)
     legato_drop_semitones: float = 6.0  # a new note this far below the ringing one is checked
     comb_margin: float = 0.0  # confidence the legato comb must gain over the raw estimate
     legato_new_power: float = 0.35  # ...or the comb's output power, of the window's, when
@@ -620,7 +622,13 @@ class NoteListener:
             strike = self._filled - (self._position - pending.onset)
             if strike - size >= 0:
                 before = power_spectrum(self._buffer[strike - size : strike])
-                power = np.maximum(power - before, 0.0)
+                rise = np.maximum(power - before, 0.0)
+                # A repeated key adds little over its own ringing string, and what is left of
+                # the difference is whichever partials came out louder this time: an E4
+                # repeat's rise held its 5th and 10th and was read as 5 x E4 for 90 ms.
+                if float(rise.sum()) < self.params.harmonic_rise_share * float(power.sum()):
+                    return estimate
+                power = rise
         bin_hz = self.rate / (2 * (len(power) - 1))
         freq = estimate.freq_hz
         for _ in range(3):

@@ -154,3 +154,22 @@ def test_key_struck_as_the_old_one_is_let_go_lights(piano, soundfont):
     found = transcribe_array(piano(notes, soundfont), SR)
     assert [n["midi"] for n in found] == [70, 68, 67]
     assert found[2]["emitted_s"] - 0.9434 <= 0.05
+
+
+def test_repeated_key_is_not_moved_up_by_what_its_strike_added(piano):
+    """Development melody 3002's bars at 8.38-9.06 s, 8 s earlier: C#4, then E4 struck twice.
+    The harmonic check judges what the strike added (the window less the one before it); for
+    a repeat that is the few partials that came out louder the second time (here the 5th and
+    10th), and the check read E4 as 5 x E4 until the longest window. It now skips a rise that
+    holds less than a quarter of the window."""
+    notes = [
+        Note(0.3779, 0.4648, 61, 55),
+        Note(0.8426, 0.2122, 64, 99),
+        Note(1.0549, 0.559, 64, 75),
+    ]
+    audio = piano(notes, "TimGM6mb")
+    found = transcribe_array(audio, SR)
+    assert [n["midi"] for n in found] == [61, 64, 64]
+    assert found[2]["emitted_s"] - 1.0549 <= 0.05
+    without = transcribe_array(audio, SR, ListenerParams(harmonic_rise_share=0.0))
+    assert without[2]["emitted_s"] - 1.0549 > 0.09
