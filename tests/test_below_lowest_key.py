@@ -13,11 +13,11 @@ import zlib
 import numpy as np
 import pytest
 from test_stiff_strings import LEAD_S, RATE, legato_thumped
-from test_top_keys import knocked  # tests/ is on sys.path
+from test_top_keys import knocked_key  # tests/ is on sys.path
 
 from notesight.device.synth import Note
 from notesight.device.transcribe import transcribe_array
-from notesight.dsp.augment import add_noise_at_snr, add_reverb, pink_noise, room_version
+from notesight.dsp.augment import add_noise_at_snr, add_reverb, pink_noise
 from notesight.dsp.music import midi_to_freq
 from notesight.dsp.pitch import power_spectrum, ringing_partials
 
@@ -89,9 +89,7 @@ RUMBLE_BELOW_THE_KEYBOARD = [
 
 @pytest.mark.parametrize(("midi", "seed", "knock_db", "room"), RUMBLE_BELOW_THE_KEYBOARD)
 def test_a_knocks_rumble_below_the_keyboard_does_not_become_a_bass_key(midi, seed, knock_db, room):
-    audio = knocked(midi, seed * 1000 + midi, knock_db)
-    if room:
-        audio = room_version(audio, RATE, zlib.crc32(f"{midi}/{seed}/{knock_db}".encode()))
+    audio = knocked_key(midi, seed, knock_db, room)
     found = [n for n in transcribe_array(audio, RATE) if abs(n["onset_s"] - LEAD_S) < 0.05]
     assert all(n["midi"] >= 48 for n in found), found
 
