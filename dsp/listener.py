@@ -321,11 +321,12 @@ class NoteListener:
 
     def _within_key_range(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
         """No piano string is lower than the lowest key, so a longer period is YIN's double
-        one: in a bass string whose consecutive periods differ (two or three strings of one
-        key beating, a weak fundamental) twice the period dips deeper, and the window, the
-        longest a bass key gets, holds too few periods for the steady run to see past it
-        (csound's G1 in reverberation and noise: G1 at 0.49-0.54, then G0 at 0.57-0.61 in the
-        last three windows, so no note). YIN again with its lags capped at the lowest key's
+        one: when no dip falls under YIN's tolerance (noise and reverberation keep a bass
+        string from repeating exactly), YIN takes its deepest, and after the cumulative-mean
+        normalisation twice the period can dip as deep or deeper; the window, the longest a
+        bass key gets, holds too few periods for the steady run to see past it (csound's G1
+        in reverberation and noise: G1 at 0.49-0.54, then G0 at 0.57-0.61 in the last three
+        windows, so no note). YIN again with its lags capped at the lowest key's
         period gives the period under it; that stands only when most of its first partials
         ring (`ringing_partials`), else the estimate stays as it was (out of range). A
         knock's rumble modes gave 2-4 of 8 and a treble note's subharmonic under a ringing

@@ -1,6 +1,6 @@
 """A period longer than the lowest key's. YIN takes the deepest dip of its difference function
-when none falls under its tolerance, and in a noisy or reverberant bass note (or one whose
-consecutive periods differ) twice the period dips deeper: G1 read as G0, below the keyboard,
+when none falls under its tolerance, and in a noisy or reverberant bass note twice the period
+can dip deeper: G1 read as G0, below the keyboard,
 in the last windows a bass key gets. The listener then searches again under the lowest key's
 period and keeps that answer only when most of its first partials ring (see
 NoteListener._within_key_range and pitch.ringing_partials): a knock's rumble or a treble note's
