@@ -332,16 +332,23 @@ class NoteListener:
         knock's rumble modes gave 2-4 of 8 and a treble note's subharmonic under a ringing
         key 4; struck bass strings 6-8."""
         p = self.params
-        rate = self._pitch.sample_rate
-        lowest_hz = midi_to_freq(p.lowest_midi - 0.5, p.a4_hz)
-        freq, confidence = yin(window, rate, self._pitch.tolerance, int(rate / lowest_hz))
-        if freq <= 0.0:
+        within = self._yin_above(window, midi_to_freq(p.lowest_midi - 0.5, p.a4_hz))
+        if within is None:
             return estimate
         power = power_spectrum(window)
-        bin_hz = rate / (2 * (len(power) - 1))
-        if ringing_partials(power, bin_hz, freq) < p.below_range_partials:
+        bin_hz = self._pitch.sample_rate / (2 * (len(power) - 1))
+        if ringing_partials(power, bin_hz, within.freq_hz) < p.below_range_partials:
             return estimate
-        midi_float = freq_to_midi(freq, p.a4_hz)
+        return within
+
+    def _yin_above(self, window: np.ndarray, lowest_hz: float) -> PitchEstimate | None:
+        """YIN on the whole window with its lags capped at `lowest_hz`'s period; None when it
+        finds no period."""
+        rate = self._pitch.sample_rate
+        freq, confidence = yin(window, rate, self._pitch.tolerance, int(rate / lowest_hz))
+        if freq <= 0.0:
+            return None
+        midi_float = freq_to_midi(freq, self.params.a4_hz)
         return PitchEstimate(freq, confidence, len(window), midi_float, len(window) * freq / rate)
 
     def _may_be_stiff(self, estimate: PitchEstimate) -> bool:
@@ -495,17 +502,15 @@ class NoteListener:
         p = self.params
         sounding = self._sounding
         assert sounding is not None
-        rate = self._pitch.sample_rate
         lowest_hz = sounding.freq_hz * 2.0 ** (-p.legato_drop_semitones / 12.0)
-        freq, confidence = yin(window, rate, self._pitch.tolerance, int(rate / lowest_hz))
-        if freq <= 0.0 or confidence < estimate.confidence - p.shorter_period_margin:
+        capped = self._yin_above(window, lowest_hz)
+        if capped is None or capped.confidence < estimate.confidence - p.shorter_period_margin:
             return None
-        midi_float = freq_to_midi(freq, p.a4_hz)
         # Under 1.5 x the long period's frequency no whole multiple of two or more can come of
         # it, not even at the rise's peak (within 5 % of YIN's frequency).
-        if freq < 1.5 * estimate.freq_hz or abs(midi_float - sounding.midi) < 1.0:
+        if capped.freq_hz < 1.5 * estimate.freq_hz or abs(capped.midi_float - sounding.midi) < 1.0:
             return None
-        return PitchEstimate(freq, confidence, len(window), midi_float, len(window) * freq / rate)
+        return capped
 
     def _combed(self, size: int) -> np.ndarray | None:
         """The newest `size` samples less themselves one period of the ringing note earlier
