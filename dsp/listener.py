@@ -97,6 +97,9 @@ class ListenerParams:
     legato_key_ratio: float = 1.2  # a neighbouring key must explain this much more of the rise
     legato_sounding_key_ratio: float = 1.1  # ...or this much, when YIN found the key sounding
     agree_semitones: float = 0.4
+    settle_cents: float = 30.0  # an estimate this far from every key waits for the next...
+    settle_drift_cents: float = 5.0  # ...when it moved this much since the window before...
+    settle_window_s: float = 0.035  # ...in windows shorter than this (NoteListener._settling)
     run_windows: int = 3  # this many agreeing estimates in a row decide...
     run_confidence: float = 0.35  # ...when each has at least this confidence (see _steady_run)
     run_octave_margin: float = 0.1  # the period must be this much more alike than half of it
@@ -134,12 +137,13 @@ def analysis_hop(sample_rate: int, hop_s: float) -> int:
 class _PendingNote:
     """An onset whose pitch is not decided yet."""
 
-    __slots__ = ("estimates", "onset", "peak_dbfs", "strength")
+    __slots__ = ("estimates", "held", "onset", "peak_dbfs", "strength")
 
     def __init__(self, onset: int, strength: float, level_dbfs: float) -> None:
         self.onset = onset  # analysis sample index of the strike
         self.strength = strength
         self.estimates: list[PitchEstimate] = []
+        self.held: PitchEstimate | None = None  # accepted but for NoteListener._settling
         self.peak_dbfs = level_dbfs
 
 
@@ -310,9 +314,15 @@ class NoteListener:
         if estimate is not None:
             pending.estimates.append(estimate)
             if self._accept(pending.estimates):
-                self._start_note(pending, estimate, events)
-                self._pending = None
-                return
+                if not self._settling(pending.estimates):
+                    self._start_note(pending, estimate, events)
+                    self._pending = None
+                    return
+                pending.held = estimate
+        if pending.held is not None and not self._may_settle(size):
+            self._start_note(pending, pending.held, events)
+            self._pending = None
+            return
         if size == self._pitch.longest:
             self._give_up_or_guess(pending, events)
 
@@ -700,6 +710,33 @@ class NoteListener:
             and min(latest.confidence, before.confidence) >= p.min_confidence
         )
         return (agree or self._steady_run(estimates)) and self._no_energy_below(latest)
+
+    def _settling(self, estimates: list[PitchEstimate]) -> bool:
+        """Whether the latest estimate may be a string whose pitch still moves: in a short
+        window (`_may_settle`), more than `settle_cents` from every key, and moved by more
+        than `settle_drift_cents` since the window before (or the first). A struck string's
+        first tens of ms can lie tens of cents off the pitch it settles at, sharp or flat, and
+        a window there falls between two keys: freepats' C5 read +25, +102, +56, +26 cents in
+        its first four windows and was named C#5; csound's F#5-G#5 zone starts 60 cents
+        flat. A pitch that stays put off the key is a string tuned there (a stretched treble
+        lies 30-40 cents sharp) and decides at once.
+
+        A held estimate is not lost: a later window that is accepted decides instead, and
+        when the short windows are over with none, the held one does (see `_try_decide`)."""
+        p = self.params
+        latest = estimates[-1]
+        if not self._may_settle(latest.window):
+            return False
+        if abs(latest.midi_float - round(latest.midi_float)) <= p.settle_cents / 100.0:
+            return False
+        if len(estimates) < 2:
+            return True
+        return abs(latest.midi_float - estimates[-2].midi_float) > p.settle_drift_cents / 100.0
+
+    def _may_settle(self, window: int) -> bool:
+        """Whether a window of this many analysis samples is short enough for an off-key
+        estimate to wait (see `_settling`)."""
+        return window < self.params.settle_window_s * self.rate
 
     def _steady_run(self, estimates: list[PitchEstimate]) -> bool:
         """Whether the last `run_windows` estimates all found the latest's pitch, each with

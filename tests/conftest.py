@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import timidity
 
 from notesight.device.synth import Note, SynthError, find_soundfont, render_notes_cached
 
@@ -59,6 +60,19 @@ def render(tmp_path_factory: pytest.TempPathFactory) -> Render:
             pytest.skip("fluidsynth not found: install it with `sudo apt-get install fluidsynth`")
         path = _soundfont_or_skip(soundfont) if isinstance(soundfont, str) else soundfont
         return render_notes_cached(notes, path, cache, sample_rate, program)
+
+    return _render
+
+
+@pytest.fixture(scope="session")
+def freepats() -> Render:
+    """freepats(notes) at 44.1 kHz: freepats' grand through TiMidity++ (tests/timidity.py),
+    a development piano; skips when either is not installed."""
+
+    def _render(notes: Iterable[Note]) -> np.ndarray:
+        if (why := timidity.missing()) is not None:
+            pytest.skip(why)
+        return timidity.render_freepats(notes)
 
     return _render
 
