@@ -65,6 +65,10 @@ class ListenerParams:
     subharmonic_margin: float = 0.15  # ...more confident, in windows up to this long:
     subharmonic_window_s: float = 0.05
     # (see NoteListener._above_body_estimate)
+    bass_refine_below_hz: float = 70.0  # a note decided below this is measured again on its
+    bass_refine_partials: float = 10.0  # ...partials up to this one, which wins when this...
+    bass_refine_margin: float = 0.1  # ...much more periodic and up to this many semitones...
+    bass_refine_semitones: float = 0.75  # ...flatter (see NoteListener._bass_refined)
     below_range_partials: int = 6  # a period longer than the lowest key's is searched again
     # under it, and the answer stands when this many of its first 8 partials ring (see
     # NoteListener._within_key_range)
@@ -315,6 +319,7 @@ class NoteListener:
             pending.estimates.append(estimate)
             if self._accept(pending.estimates):
                 if not self._settling(pending.estimates):
+                    estimate = self._bass_refined(window, estimate)
                     self._start_note(pending, estimate, events)
                     self._pending = None
                     return
@@ -362,13 +367,13 @@ class NoteListener:
         return PitchEstimate(freq, confidence, len(window), midi_float, len(window) * freq / rate)
 
     def _may_be_stiff(self, estimate: PitchEstimate) -> bool:
-        """Whether the estimate may be one that string stiffness spoiled. Not in the bass: B
-        is smallest there (a string's stretch moves YIN by a few cents), and an estimate
-        there is more often an upper partial of a lower note, whose strongest partials YIN
-        finds with low confidence until the window holds the note's period; taking the upper
-        partials away would make that partial look like a clean note. And only in windows of
-        up to `stiff_window_s`: a note above 300 Hz is decided within them, and past them YIN
-        costs several times more (see MultiWindowPitch.FFT_FROM)."""
+        """Whether the estimate may be one that string stiffness spoiled. Not in the bass: an
+        estimate there is more often an upper partial of a lower note, whose strongest
+        partials YIN finds with low confidence until the window holds the note's period;
+        taking the upper partials away would make that partial look like a clean note (a
+        decided bass note is measured on its lowest partials instead: `_bass_refined`). And
+        only in windows of up to `stiff_window_s`: a note above 300 Hz is decided within them,
+        and past them YIN costs several times more (see MultiWindowPitch.FFT_FROM)."""
         p = self.params
         return (
             estimate.confidence < p.stiff_below_confidence
@@ -732,6 +737,26 @@ class NoteListener:
         if len(estimates) < 2:
             return True
         return abs(latest.midi_float - estimates[-2].midi_float) > p.settle_drift_cents / 100.0
+
+    def _bass_refined(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
+        """A decided bass note's pitch from its lowest partials. A bass string's upper partials
+        run sharp (n * f * sqrt(1 + B n^2): its 13th 50 cents sharp at B = 3e-4), and where they
+        are the loudest, as in freepats' A0-E1 and in the stiff strings of
+        tests/test_stiff_strings.py, YIN's period comes out short: 40-60 cents sharp, the next
+        key. YIN on the window band-passed to 0.35-10 x the estimate (partials 2-10, stretched
+        a few cents) then wins when it is more periodic by `bass_refine_margin`, within
+        `bass_refine_semitones` and flatter: stretch only ever pulls YIN sharp. Only for the
+        decided estimate, not every window: alone, the band would also make an upper partial
+        of a lower note look like a clean note (see `_may_be_stiff`)."""
+        p = self.params
+        if estimate.freq_hz >= p.bass_refine_below_hz or len(window) != estimate.window:
+            return estimate
+        top_hz = p.bass_refine_partials * estimate.freq_hz
+        other = self._estimate_in_band(window, p.stiff_above * estimate.freq_hz, top_hz)
+        if other is None or other.confidence < estimate.confidence + p.bass_refine_margin:
+            return estimate
+        drop = estimate.midi_float - other.midi_float
+        return other if 0.0 < drop < p.bass_refine_semitones else estimate
 
     def _may_settle(self, window: int) -> bool:
         """Whether a window of this many analysis samples is short enough for an off-key

@@ -80,14 +80,7 @@ def test_stiff_treble_string_gives_its_own_key_within_50_ms(midi):
 @pytest.mark.parametrize(
     "midi",
     [
-        pytest.param(
-            21,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known limitation: A0 with B = 1e-3 reads as A#0 (58 cents sharp); the "
-                "lowest-partials estimate is not used in the bass (see _may_be_stiff)",
-            ),
-        ),
+        21,  # B = 1e-3 read A#0 (58 cents sharp) until NoteListener._bass_refined
         28,
         33,
         36,
