@@ -356,11 +356,15 @@ class NoteListener:
             return estimate
         return within
 
-    def _yin_above(self, window: np.ndarray, lowest_hz: float) -> PitchEstimate | None:
-        """YIN on the whole window with its lags capped at `lowest_hz`'s period; None when it
-        finds no period."""
+    def _yin_above(
+        self, window: np.ndarray, lowest_hz: float, highest_hz: float | None = None
+    ) -> PitchEstimate | None:
+        """YIN on the whole window with its lags capped at `lowest_hz`'s period (and starting
+        at `highest_hz`'s); None when it finds no period."""
         rate = self._pitch.sample_rate
-        freq, confidence = yin(window, rate, self._pitch.tolerance, int(rate / lowest_hz))
+        max_lag = int(rate / lowest_hz)
+        min_lag = 2 if highest_hz is None else int(rate / highest_hz)
+        freq, confidence = yin(window, rate, self._pitch.tolerance, max_lag, min_lag)
         if freq <= 0.0:
             return None
         midi_float = freq_to_midi(freq, self.params.a4_hz)
@@ -744,15 +748,19 @@ class NoteListener:
         are the loudest, as in freepats' A0-E1 and in the stiff strings of
         tests/test_stiff_strings.py, YIN's period comes out short: 40-60 cents sharp, the next
         key. YIN on the window band-passed to 0.35-10 x the estimate (partials 2-10, stretched
-        a few cents) then wins when it is more periodic by `bass_refine_margin`, within
-        `bass_refine_semitones` and flatter: stretch only ever pulls YIN sharp. Only for the
-        decided estimate, not every window: alone, the band would also make an upper partial
-        of a lower note look like a clean note (see `_may_be_stiff`)."""
+        a few cents) then wins when it is more periodic by `bass_refine_margin`, and flatter
+        by less than `bass_refine_semitones`: stretch only ever pulls YIN sharp. Its lags are
+        kept to those periods: where the even partials lead the band (freepats from C1 up),
+        YIN on it alone finds the octave. Only for the decided estimate, not every window:
+        alone, the band would also make an upper partial of a lower note look like a clean
+        note (see `_may_be_stiff`)."""
         p = self.params
         if estimate.freq_hz >= p.bass_refine_below_hz or len(window) != estimate.window:
             return estimate
-        top_hz = p.bass_refine_partials * estimate.freq_hz
-        other = self._estimate_in_band(window, p.stiff_above * estimate.freq_hz, top_hz)
+        freq = estimate.freq_hz
+        kept = band_passed(window, p.stiff_above * freq, p.bass_refine_partials * freq, self.rate)
+        flattest_hz = freq * 2.0 ** (-p.bass_refine_semitones / 12.0)
+        other = self._yin_above(kept.astype(np.float32), flattest_hz, freq * 2.0 ** (0.1 / 12.0))
         if other is None or other.confidence < estimate.confidence + p.bass_refine_margin:
             return estimate
         drop = estimate.midi_float - other.midi_float

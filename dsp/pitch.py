@@ -27,13 +27,18 @@ class PitchEstimate:
 
 
 def yin(
-    samples: np.ndarray, sample_rate: int, tolerance: float = 0.3, max_lag: int | None = None
+    samples: np.ndarray,
+    sample_rate: int,
+    tolerance: float = 0.3,
+    max_lag: int | None = None,
+    min_lag: int = 2,
 ) -> tuple[float, float]:
     """(frequency Hz, confidence) by YIN (de Cheveigne & Kawahara 2002), the way aubio's "yin"
     decides: the difference function over the first half of the window for lags up to half
     the window, cumulative-mean normalised, the first dip below `tolerance` (else the lowest
     point), refined by a parabola; confidence is 1 - the normalised dip. 0 Hz when silent.
-    `max_lag` (samples) caps the lags searched: the period of the lowest note wanted.
+    `max_lag` (samples) caps the lags searched: the period of the lowest note wanted;
+    `min_lag` starts them: the period of the highest.
 
     Why not aubio.pitch("yin"): it computes the difference function directly, O(N^2): 0.3 ms
     for 1024 samples, 1.2 ms for 2048, on every bass decision. Its FFT version ("yinfast")
@@ -60,12 +65,19 @@ def yin(
     # Divided only where the running sum is positive; elsewhere it stays 1 (and no warning).
     weighted = difference[1:] * _lag_numbers(half)
     np.divide(weighted, running, out=normalised[1:], where=running > 0.0)
-    # The first lag from 2 on that dips below the tolerance and is a local minimum.
+    # The first lag from `min_lag` (at least 2) on that dips below the tolerance and is a
+    # local minimum.
     end = half if max_lag is None else max(6, min(half, max_lag + 3))
-    candidates = normalised[2 : end - 3]  # never empty: end >= 6
-    dips = (candidates < tolerance) & (candidates < normalised[3 : end - 2])
+    start = min(max(2, min_lag), end - 4)
+    candidates = normalised[start : end - 3]  # never empty: start <= end - 4
+    dips = (candidates < tolerance) & (candidates < normalised[start + 1 : end - 2])
     first = int(np.argmax(dips))
-    lag = first + 2 if dips[first] else int(np.argmin(normalised[:end]))
+    if dips[first]:
+        lag = first + start
+    elif start == 2:
+        lag = int(np.argmin(normalised[:end]))
+    else:
+        lag = start + int(np.argmin(normalised[start:end]))
     if lag == 0:
         return 0.0, 0.0
     offset = 0.0

@@ -13,7 +13,7 @@ from notesight.device.synth import Note
 from notesight.device.transcribe import transcribe_array
 from notesight.dsp.listener import ListenerParams, NoteListener
 from notesight.dsp.music import freq_to_midi, midi_to_freq
-from notesight.dsp.pitch import PitchEstimate
+from notesight.dsp.pitch import PitchEstimate, yin
 
 UNREFINED = ListenerParams(bass_refine_below_hz=0.0)
 
@@ -29,9 +29,11 @@ def test_a_stiff_bass_string_is_named_its_key(midi, seed):
     assert first_key(audio, UNREFINED) == midi + 1  # what it was named before
 
 
-@pytest.mark.parametrize("midi", [21, 22, 23])
+@pytest.mark.parametrize("midi", [21, 22, 23, 24, 26, 28])
 def test_freepats_lowest_keys_are_named_their_key(freepats, midi):
-    """freepats' A0-E1 zone: partials 12 and 13 are its loudest, 45-50 cents sharp."""
+    """freepats' A0-E1 zone: partials 12 and 13 are its loudest, 45-50 cents sharp. From C1 up
+    its even partials lead the band, and YIN on it alone finds the octave: it is asked for
+    periods within the flattening it may make only."""
     audio = freepats([Note(0.5, 1.0, midi, 110)])
     assert first_key(audio) == midi
     assert first_key(audio, UNREFINED) == midi + 1
@@ -53,3 +55,14 @@ def test_a_sharper_reading_from_the_lowest_partials_is_not_taken():
     sharp = PitchEstimate(high_hz, 0.5, len(window), freq_to_midi(high_hz, 440.0), 10.0)
     refined = listener._bass_refined(window, sharp)
     assert abs(refined.midi_float - freq_to_midi(freq, 440.0)) < 0.05
+
+
+def test_yin_searches_from_its_shortest_lag():
+    """A pure tone at 2f repeats every period of f too: YIN takes the first dip (2f) unless
+    its lags start past it."""
+    rate, f = 22050, 50.0
+    tone = np.sin(2 * np.pi * 2 * f * np.arange(2048) / rate)
+    assert yin(tone, rate)[0] == pytest.approx(2 * f, rel=0.01)
+    assert yin(tone, rate, max_lag=int(rate / f / 0.9), min_lag=int(rate / f / 1.1))[
+        0
+    ] == pytest.approx(f, rel=0.01)
