@@ -760,7 +760,8 @@ class NoteListener:
         freq = estimate.freq_hz
         kept = band_passed(window, p.stiff_above * freq, p.bass_refine_partials * freq, self.rate)
         flattest_hz = freq * 2.0 ** (-p.bass_refine_semitones / 12.0)
-        other = self._yin_above(kept.astype(np.float32), flattest_hz, freq * 2.0 ** (0.1 / 12.0))
+        sharpest_hz = freq * 2.0 ** (0.1 / 12.0)  # room for a dip at the estimate itself
+        other = self._yin_above(kept.astype(np.float32), flattest_hz, sharpest_hz)
         if other is None or other.confidence < estimate.confidence + p.bass_refine_margin:
             return estimate
         drop = estimate.midi_float - other.midi_float

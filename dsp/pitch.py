@@ -72,13 +72,9 @@ def yin(
     candidates = normalised[start : end - 3]  # never empty: start <= end - 4
     dips = (candidates < tolerance) & (candidates < normalised[start + 1 : end - 2])
     first = int(np.argmax(dips))
-    if dips[first]:
-        lag = first + start
-    elif start == 2:
-        lag = int(np.argmin(normalised[:end]))
-    else:
-        lag = start + int(np.argmin(normalised[start:end]))
-    if lag == 0:
+    # No dip: the lowest point, unless nothing lies below lags 0 and 1 (always 1.0): no period.
+    lag = first + start if dips[first] else start + int(np.argmin(normalised[start:end]))
+    if normalised[lag] >= 1.0:
         return 0.0, 0.0
     offset = 0.0
     if lag < half - 1:  # at the last lag there is no right neighbour: aubio keeps the lag
