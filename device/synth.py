@@ -231,6 +231,12 @@ def render_notes(
         midi_path = Path(tmp) / "notes.mid"
         length_s = write_midi(notes, midi_path, sample_rate, program)
         audio = _run_fluidsynth(midi_path, Path(soundfont), sample_rate)
+    return without_lead(audio, length_s, sample_rate)
+
+
+def without_lead(audio: np.ndarray, length_s: float, sample_rate: int) -> np.ndarray:
+    """A render of `write_midi`'s file cut to the notes' own time line: the lead that file
+    starts with taken off, the end padded or cut to its length (as float32)."""
     lead = LEAD_BLOCKS * FLUID_BLOCK
     length = round(length_s * sample_rate) - lead
     audio = audio[lead : lead + length]

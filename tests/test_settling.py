@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_stiff_strings import LEAD_S, RATE, inharmonicity, legato, second_key, stiff_tone
+from test_stiff_strings import LEAD_S, RATE, legato, second_key, stiff_tone
 
 from notesight.device.synth import Note
 from notesight.device.transcribe import transcribe_array
@@ -24,34 +24,9 @@ def first_note(audio: np.ndarray, params: ListenerParams | None = None) -> dict:
     return transcribe_array(audio, RATE, params)[0]
 
 
-def gliding_tone(
-    midi: int, start_cents: float, time_constant_s: float, seed: int = 0
-) -> np.ndarray:
-    """`stiff_tone`'s string, its pitch starting `start_cents` off and falling back to the key
-    exponentially, as a string struck hard does while its tension settles."""
-    rng = np.random.default_rng(seed)
-    f0 = 440.0 * 2 ** ((midi - 69) / 12)
-    b = inharmonicity(midi)
-    t = np.arange(int(0.8 * RATE)) / RATE
-    ratio = 2 ** (start_cents * np.exp(-t / time_constant_s) / 1200)
-    stretched_t = np.cumsum(ratio) / RATE  # phase advances `ratio` times as fast
-    tone = np.zeros_like(t)
-    n = 1
-    while (partial := n * f0 * np.sqrt(1 + b * n * n)) < 8000.0:
-        amplitude = 1.0 / (1 + (n / 12) ** 2)
-        phase = rng.uniform(0, 2 * np.pi)
-        decay = np.exp(-(1.0 + 0.15 * n) * t)
-        tone += amplitude * decay * np.sin(2 * np.pi * partial * stretched_t + phase)
-        n += 1
-    tone *= np.minimum(1.0, t / 0.003)
-    tone += 0.3 * np.abs(tone).max() * rng.standard_normal(len(t)) * np.exp(-t / 0.01)
-    tone *= 0.3 / np.abs(tone).max()
-    return np.concatenate([np.zeros(int(LEAD_S * RATE)), tone]).astype(np.float32)
-
-
 @pytest.mark.parametrize(("midi", "start_cents"), [(72, 80), (72, 90), (76, 80), (76, 90)])
 def test_a_string_gliding_down_to_its_key_is_named_its_key(midi, start_cents):
-    audio = gliding_tone(midi, start_cents, 0.012)
+    audio = stiff_tone(midi, seconds=0.8, glide=(start_cents, 0.012))
     assert first_note(audio)["midi"] == midi
     assert first_note(audio, NEVER_SETTLING)["midi"] == midi + 1  # what it was named before
 

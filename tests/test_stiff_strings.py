@@ -26,21 +26,30 @@ def inharmonicity(midi: int) -> float:
 
 
 def stiff_tone(
-    midi: int, seed: int = 0, seconds: float = 1.0, boost: tuple[int, float] = (0, 0.0)
+    midi: int,
+    seed: int = 0,
+    seconds: float = 1.0,
+    boost: tuple[int, float] = (0, 0.0),
+    glide: tuple[float, float] = (0.0, 1.0),
 ) -> np.ndarray:
     """A struck stiff string: bright (partials up to 8 kHz, falling slowly), 0.3 s of silence
     before the strike. `boost` (partial, dB) raises one partial, as a hammer striking near a
-    node of the others or the soundboard's radiation can."""
+    node of the others or the soundboard's radiation can. `glide` (cents, time constant s)
+    starts the pitch that far off, falling back to the key exponentially, as a string struck
+    hard does while its tension settles."""
     rng = np.random.default_rng(seed)
     f0 = 440.0 * 2 ** ((midi - 69) / 12)
     b = inharmonicity(midi)
     t = np.arange(int(seconds * RATE)) / RATE
+    ratio = 2 ** (glide[0] * np.exp(-t / glide[1]) / 1200)
+    phase_t = t + np.cumsum(ratio - 1.0) / RATE  # t itself with no glide
     tone = np.zeros_like(t)
     n = 1
     while (partial := n * f0 * np.sqrt(1 + b * n * n)) < 8000.0:
         amplitude = 1.0 / (1 + (n / 12) ** 2) * (10 ** (boost[1] / 20) if n == boost[0] else 1.0)
         phase = rng.uniform(0, 2 * np.pi)
-        tone += amplitude * np.exp(-(1.0 + 0.15 * n) * t) * np.sin(2 * np.pi * partial * t + phase)
+        decay = np.exp(-(1.0 + 0.15 * n) * t)
+        tone += amplitude * decay * np.sin(2 * np.pi * partial * phase_t + phase)
         n += 1
     tone *= np.minimum(1.0, t / 0.003)
     knock = rng.standard_normal(len(t)) * np.exp(-t / 0.01)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from notesight.device.synth import FLUID_BLOCK, LEAD_BLOCKS, Note, write_midi
+from notesight.device.synth import Note, without_lead, write_midi
 
 FREEPATS_CFG = Path("/etc/timidity/freepats.cfg")
 
@@ -43,7 +43,4 @@ def render_freepats(notes: Iterable[Note], sample_rate: int = 44100) -> np.ndarr
         )
         audio, rate = sf.read(wav_path, dtype="float32")
     assert rate == sample_rate, (rate, sample_rate)
-    lead = LEAD_BLOCKS * FLUID_BLOCK
-    length = round(length_s * sample_rate) - lead
-    audio = audio[lead : lead + length]
-    return np.pad(audio, (0, length - len(audio)))
+    return without_lead(audio, length_s, sample_rate)
