@@ -60,7 +60,7 @@ APT_PACKAGES=(
     csound-soundfont            # a third training piano for models/train_notes.py
     timgm6mb-soundfont
     musescore-general-soundfont
-    timidity                    # with freepats: a fourth piano (other samples, another synth)...
+    timidity                    # with freepats: another piano (other samples, another synth)...
     freepats                    # ...for the listening tests (tests/timidity.py)
     mosquitto                   # MQTT broker (its service may start on install; not relied on)
     openssl                     # makes the CA and certificates of the MQTT TLS tests

@@ -1,5 +1,5 @@
-"""A fourth development piano: freepats' Acoustic Grand (Debian `freepats`), played by
-TiMidity++ (Debian `timidity`). Other samples than the three soundfonts' and another
+"""Another development piano: freepats' Acoustic Grand (Debian `freepats`), played by
+TiMidity++ (Debian `timidity`). Other samples than the soundfonts' and another
 synthesizer; its attacks glide (its C5 starts a semitone sharp and settles in ~25 ms), which
 FluidSynth's pianos show in a few zones only. Not used for the evaluation figures."""
 
