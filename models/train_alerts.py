@@ -9,9 +9,9 @@ mixed how). Needs the optional extra: `pip install -e '.[train]'` (TensorFlow, C
     python -m notesight.models.train_alerts --tiny --out /tmp/x.tflite   # a smoke test
 
 Everything is seeded; features of the mixed windows are cached (build/alerts-cache) so a
-second run with the same settings goes straight to training. The shipped model took 19 minutes
-(1143 s: 2 to build the windows, the rest 14 epochs of training) on the project's 2-core build
-machine while other jobs ran; `--tiny` takes seconds.
+second run with the same settings goes straight to training. The shipped model, two networks
+of 14 epochs each, took 41 minutes (2482 s with the windows cached; building them takes about 2
+more) on the project's 2-core build machine, partly beside other jobs; `--tiny` takes seconds.
 """
 
 from __future__ import annotations
@@ -43,6 +43,9 @@ DEV_PIECES = 6  # per training soundfont, for suggest_thresholds
 DEV_UTTERANCES = 40  # bump when the data or features change, so cached features are redone
 
 
+MEMBER_KINDS = ("plain", "spec_augment")  # how a network of Recipe.members is trained
+
+
 @dataclass(frozen=True)
 class Recipe:
     """Everything that decides the training set and the model."""
@@ -61,8 +64,12 @@ class Recipe:
     # of the window (alert_data.onset_crop): what the stream hears first
     onset_share: float = 0.0
     onset_skip: tuple[str, ...] = ()  # classes that get no onset windows
-    # SpecAugment: every epoch sees its windows with a few mel bands and frames masked
-    spec_augment: bool = False
+    # The networks the model file averages, each trained on the same windows from `seed`:
+    # "plain", or "spec_augment" (every epoch sees its windows with a few mel bands and frames
+    # masked, `spec_augment()`). The two err on different music: their mean raised fewer false
+    # alerts in all on development audio than either alone (models/alerts.md, "The model is two
+    # networks").
+    members: tuple[str, ...] = ("plain", "spec_augment")
     width: float = 1.0  # the conv blocks' filters, as a multiple of 16/32/48/64
     piano_eq: bool = False  # every piano through alert_data.body_eq: more piano timbres
 
@@ -71,6 +78,10 @@ class Recipe:
             raise ValueError(f"width must be positive, got {self.width}")
         if not 0.0 <= self.onset_share <= 1.0:
             raise ValueError(f"onset share must be in [0, 1], got {self.onset_share}")
+        if not self.members or set(self.members) - set(MEMBER_KINDS):
+            raise ValueError(
+                f"members must be one or more of {', '.join(MEMBER_KINDS)}, got {self.members}"
+            )
         unknown = sorted(set(self.onset_skip) - set(CLASSES))
         if unknown:
             raise ValueError(f"unknown classes {', '.join(unknown)}; use {', '.join(CLASSES)}")
@@ -132,7 +143,7 @@ def gather_pianos(recipe: Recipe, cache: Path) -> list[np.ndarray]:
 
 
 # What only the fitting uses: trainings that differ in these share one cached window set.
-_FIT_ONLY = ("epochs", "batch", "calibrate", "spec_augment", "width")
+_FIT_ONLY = ("epochs", "batch", "calibrate", "members", "width")
 
 
 def _fingerprint(
@@ -176,7 +187,7 @@ def training_set(
 
 
 # -- model ----------------------------------------------------------------------------------
-def build_model(tf, width: float = 1.0):
+def build_model(tf, width: float = 1.0, name: str = "member0"):
     """A small CNN on the (frames, mels) log-mel image: four conv blocks, global average and
     max pooling (an alert may fill the window or be one knock in it), one sigmoid per class
     (an alert and piano can both be there). `width` scales every block's filters."""
@@ -195,7 +206,7 @@ def build_model(tf, width: float = 1.0):
     )
     pooled = keras.layers.Dropout(0.3)(pooled)
     outputs = keras.layers.Dense(len(CLASSES), activation="sigmoid", name="classes")(pooled)
-    return keras.Model(inputs, outputs)
+    return keras.Model(inputs, outputs, name=name)
 
 
 def spec_augment(
@@ -224,8 +235,30 @@ def spec_augment(
 
 
 def fit(tf, recipe: Recipe, x: np.ndarray, y: np.ndarray):
+    """The recipe's networks trained on (x, y), averaged into one model when there are more."""
+    networks = [
+        fit_member(tf, recipe, x, y, kind, name=f"member{k}")
+        for k, kind in enumerate(recipe.members)
+    ]
+    return networks[0] if len(networks) == 1 else average(tf, networks)
+
+
+def average(tf, networks: Sequence):
+    """One model whose output is the mean of the networks' outputs (one .tflite to ship and
+    load; the runtime needs no idea of members)."""
+    keras = tf.keras
+    inputs = keras.Input(shape=(N_FRAMES, N_MELS), name="log_mel")
+    outputs = keras.layers.Average(name="classes")([network(inputs) for network in networks])
+    return keras.Model(inputs, outputs, name="alerts")
+
+
+def fit_member(
+    tf, recipe: Recipe, x: np.ndarray, y: np.ndarray, kind: str = "plain", name: str = "member0"
+):
+    """One network, seeded by the recipe alone, so the first member of any recipe with the
+    same seed and windows is the same network."""
     tf.keras.utils.set_random_seed(recipe.seed)
-    model = build_model(tf, recipe.width)
+    model = build_model(tf, recipe.width, name)
     steps = max(1, int(np.ceil(len(x) / recipe.batch))) * recipe.epochs
     schedule = tf.keras.optimizers.schedules.CosineDecay(3e-3, decay_steps=steps, alpha=0.05)
     model.compile(
@@ -234,7 +267,7 @@ def fit(tf, recipe: Recipe, x: np.ndarray, y: np.ndarray):
         metrics=[tf.keras.metrics.BinaryAccuracy(name="acc")],
     )
     verbose = 2 if log.isEnabledFor(logging.INFO) else 0
-    if not recipe.spec_augment:
+    if kind == "plain":
         model.fit(
             x, y, batch_size=recipe.batch, epochs=recipe.epochs, shuffle=True, verbose=verbose
         )
@@ -337,7 +370,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--onset-skip", default=None, help="comma-separated classes that get no onset windows"
     )
     parser.add_argument(
-        "--spec-augment", action="store_true", help="mask mel bands and frames every epoch"
+        "--members",
+        help=f"comma-separated networks to train and average ({', '.join(MEMBER_KINDS)})",
     )
     parser.add_argument("--width", type=float, help="scale the conv blocks' filters")
     parser.add_argument(
@@ -350,8 +384,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides: dict = {"epochs": args.epochs} if args.epochs else {}
     if args.onset_share is not None:
         overrides["onset_share"] = args.onset_share
-    if args.spec_augment:
-        overrides["spec_augment"] = True
+    if args.members is not None:
+        overrides["members"] = tuple(kind for kind in args.members.split(",") if kind)
     if args.width is not None:
         overrides["width"] = args.width
     if args.piano_eq:

@@ -75,7 +75,7 @@ def test_fit_with_spec_augment_trains_every_epoch():
 
     import tensorflow as tf
 
-    recipe = dataclasses.replace(train_alerts.Recipe.tiny(), spec_augment=True, epochs=2)
+    recipe = dataclasses.replace(train_alerts.Recipe.tiny(), members=("spec_augment",), epochs=2)
     x = features(64)
     y = (np.random.default_rng(2).random((64, 12)) < 0.2).astype(np.float32)
     model = train_alerts.fit(tf, recipe, x, y)
@@ -122,7 +122,48 @@ def test_trainings_that_differ_only_in_fitting_share_the_cached_windows():
 
     base = train_alerts.Recipe()
     fingerprint = train_alerts._fingerprint(base, [], [])
-    for change in ({"epochs": 3}, {"spec_augment": True}, {"width": 2.0}, {"batch": 32}):
+    for change in ({"epochs": 3}, {"members": ("plain",)}, {"width": 2.0}, {"batch": 32}):
         assert train_alerts._fingerprint(dataclasses.replace(base, **change), [], []) == fingerprint
     for change in ({"piano_eq": True}, {"per_class": 10}, {"seed": 2}, {"onset_share": 0.2}):
         assert train_alerts._fingerprint(dataclasses.replace(base, **change), [], []) != fingerprint
+
+
+@pytest.mark.parametrize("members", [(), ("plain", "dropout")])
+def test_members_must_be_known_kinds(members):
+    with pytest.raises(ValueError, match="plain, spec_augment"):
+        train_alerts.Recipe(members=members)
+
+
+@needs_tensorflow
+def test_two_members_are_averaged_into_one_model():
+    import dataclasses
+
+    import tensorflow as tf
+
+    recipe = dataclasses.replace(train_alerts.Recipe.tiny(), members=("plain", "spec_augment"))
+    x = features(64)
+    y = (np.random.default_rng(2).random((64, 12)) < 0.2).astype(np.float32)
+    model = train_alerts.fit(tf, recipe, x, y)
+    members = [layer for layer in model.layers if isinstance(layer, tf.keras.Model)]
+    assert [m.name for m in members] == ["member0", "member1"]
+    each = [m.predict(x[:4], verbose=0) for m in members]
+    assert not np.allclose(each[0], each[1]), "the members were trained differently"
+    assert np.allclose(model.predict(x[:4], verbose=0), (each[0] + each[1]) / 2, atol=1e-6)
+
+
+@needs_tensorflow
+def test_the_first_member_is_the_network_a_one_member_recipe_trains():
+    # So the plain network of a two-member recipe is the model a plain recipe ships (the
+    # shipped ensemble's first member is the model shipped before it, bit for bit).
+    import dataclasses
+
+    import tensorflow as tf
+
+    x = features(64)
+    y = (np.random.default_rng(2).random((64, 12)) < 0.2).astype(np.float32)
+    tiny = train_alerts.Recipe.tiny()
+    pair = train_alerts.fit(tf, dataclasses.replace(tiny, members=("plain", "spec_augment")), x, y)
+    alone = train_alerts.fit(tf, dataclasses.replace(tiny, members=("plain",)), x, y)
+    first = next(layer for layer in pair.layers if layer.name == "member0")
+    for a, b in zip(first.get_weights(), alone.get_weights(), strict=True):
+        assert np.array_equal(a, b)
