@@ -252,9 +252,7 @@ def average(tf, networks: Sequence):
     return keras.Model(inputs, outputs, name="alerts")
 
 
-def fit_member(
-    tf, recipe: Recipe, x: np.ndarray, y: np.ndarray, kind: str = "plain", name: str = "member0"
-):
+def fit_member(tf, recipe: Recipe, x: np.ndarray, y: np.ndarray, kind: str, name: str):
     """One network, seeded by the recipe alone, so the first member of any recipe with the
     same seed and windows is the same network."""
     tf.keras.utils.set_random_seed(recipe.seed)

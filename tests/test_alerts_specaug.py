@@ -23,6 +23,10 @@ def features(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, N_FRAMES, N_MELS)).astype(np.float32)
 
 
+def labels(n: int, seed: int = 2) -> np.ndarray:
+    return (np.random.default_rng(seed).random((n, len(CLASSES))) < 0.2).astype(np.float32)
+
+
 def test_spec_augment_masks_one_run_of_bands_and_one_of_frames_with_the_window_mean():
     x = features(200)
     out = train_alerts.spec_augment(x, np.random.default_rng(1), max_bands=8, max_frames=4)
@@ -77,7 +81,7 @@ def test_fit_with_spec_augment_trains_every_epoch():
 
     recipe = dataclasses.replace(train_alerts.Recipe.tiny(), members=("spec_augment",), epochs=2)
     x = features(64)
-    y = (np.random.default_rng(2).random((64, 12)) < 0.2).astype(np.float32)
+    y = labels(64)
     model = train_alerts.fit(tf, recipe, x, y)
     assert model.optimizer.iterations.numpy() == 2 * int(np.ceil(64 / recipe.batch))
     assert model.predict(x[:2], verbose=0).shape == (2, 12)
@@ -142,7 +146,7 @@ def test_two_members_are_averaged_into_one_model():
 
     recipe = dataclasses.replace(train_alerts.Recipe.tiny(), members=("plain", "spec_augment"))
     x = features(64)
-    y = (np.random.default_rng(2).random((64, 12)) < 0.2).astype(np.float32)
+    y = labels(64)
     model = train_alerts.fit(tf, recipe, x, y)
     members = [layer for layer in model.layers if isinstance(layer, tf.keras.Model)]
     assert [m.name for m in members] == ["member0", "member1"]
@@ -160,7 +164,7 @@ def test_the_first_member_is_the_network_a_one_member_recipe_trains():
     import tensorflow as tf
 
     x = features(64)
-    y = (np.random.default_rng(2).random((64, 12)) < 0.2).astype(np.float32)
+    y = labels(64)
     tiny = train_alerts.Recipe.tiny()
     pair = train_alerts.fit(tf, dataclasses.replace(tiny, members=("plain", "spec_augment")), x, y)
     alone = train_alerts.fit(tf, dataclasses.replace(tiny, members=("plain",)), x, y)
