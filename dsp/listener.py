@@ -47,6 +47,9 @@ class ListenerParams:
     strike_skip_s: float = 0.001  # hammer thump before the strings ring
     longest_window_s: float = 0.093
     min_confidence: float = 0.6  # YIN 1-aperiodicity for two agreeing estimates
+    low_confidence: float = 0.65  # ...or this, when they lie under this key (C3) and the
+    low_below_midi: int = 48  # window is shorter than two periods of the lowest key (see
+    # NoteListener._agreeing_confidence)
     fast_confidence: float = 0.85  # one estimate suffices above this...
     fast_periods: float = 8.0  # ...when the window holds this many periods
     sure_confidence: float = 0.93  # or above this...
@@ -319,6 +322,7 @@ class NoteListener:
             pending.estimates.append(estimate)
             if self._accept(pending.estimates):
                 if not self._settling(pending.estimates):
+                    estimate = self._octave_above_seen(window, estimate, pending.estimates)
                     estimate = self._bass_refined(window, estimate)
                     self._start_note(pending, estimate, events)
                     self._pending = None
@@ -714,11 +718,62 @@ class NoteListener:
         if len(estimates) < 2:
             return False
         before = estimates[-2]
-        agree = (
-            abs(latest.midi_float - before.midi_float) < p.agree_semitones
-            and min(latest.confidence, before.confidence) >= p.min_confidence
-        )
+        agree = abs(latest.midi_float - before.midi_float) < p.agree_semitones and min(
+            latest.confidence, before.confidence
+        ) >= self._agreeing_confidence(latest)
         return (agree or self._steady_run(estimates)) and self._no_energy_below(latest)
+
+    def _agreeing_confidence(self, latest: PitchEstimate) -> float:
+        """The confidence two agreeing estimates need to decide. Under `low_below_midi` (C3),
+        in windows too short to hold two periods of the lowest key, more: there the strike's
+        thump and the body's low modes, which the room's reverberation draws out, repeat
+        about as steadily as a string, and YIN found them at 0.60-0.69 before the window
+        could show the bass string under them (development keys in rooms: TimGM6mb's E1 read
+        101 Hz, G2, at 0.60 and 0.64 in 35-41 ms windows, then E1 at 0.80 from 52 ms). The
+        string itself, once the window holds it, comes out above 0.65 or decides by the
+        steady run. Only under C3: a note there has 100 ms to light its key (the A0-B2 goal)
+        and can wait for the longer windows; from C3 up the goal is 50 ms. The same rule up to
+        200 Hz, where freepats' C1-E1 read their loudest upper partials, fixed 7 more
+        development keys but put 12 more notes from C3 up past 50 ms in the benchmark
+        (evaluation pianos: p95 49.9 -> 51.4 ms)."""
+        p = self.params
+        if latest.midi_float < p.low_below_midi - 0.5 and latest.window < self._run_window:
+            return max(p.min_confidence, p.low_confidence)
+        return p.min_confidence
+
+    def _octave_above_seen(
+        self, window: np.ndarray, estimate: PitchEstimate, estimates: list[PitchEstimate]
+    ) -> PitchEstimate:
+        """A decided note under C3 an octave up, when an earlier window of the same strike
+        found that octave with `min_confidence` and the decided window repeats as well at
+        half the period (within `run_octave_margin`, as in `_steady_run`): it then holds the
+        higher note, and YIN, finding no dip under its tolerance, took its deepest, twice the
+        period. Past two periods of the lowest key the doubled period dips a little deeper
+        (development keys in rooms: TimGM6mb's C#2 read C#2 at 0.60-0.62 for five windows,
+        then C#1 at 0.67 with the window as alike at half its period, 0.60 against 0.63).
+        Only with the octave seen before: a bass string's period and half of it can be about
+        as alike when its even partials lead (freepats' A0), and lifting every such estimate
+        named two of its lowest keys an octave and more too high."""
+        p = self.params
+        if estimate.midi_float >= p.low_below_midi - 0.5:
+            return estimate
+        octave_seen = any(
+            abs(e.midi_float - estimate.midi_float - 12.0) < p.agree_semitones
+            and e.confidence >= p.min_confidence
+            for e in estimates
+        )
+        period = self.rate / estimate.freq_hz
+        if not octave_seen or _similarity(window, period / 2) < (
+            _similarity(window, period) - p.run_octave_margin
+        ):
+            return estimate
+        return PitchEstimate(
+            2.0 * estimate.freq_hz,
+            estimate.confidence,
+            estimate.window,
+            estimate.midi_float + 12.0,
+            2.0 * estimate.periods,
+        )
 
     def _settling(self, estimates: list[PitchEstimate]) -> bool:
         """Whether the latest estimate may be a string whose pitch still moves: in a short
@@ -995,6 +1050,8 @@ class NoteListener:
         candidates = [e for e in pending.estimates if self._in_range(e)]
         best = max(candidates, key=lambda e: (e.window, e.confidence), default=None)
         if best is not None and best.confidence >= self.params.min_confidence:
+            window = self._buffer[self._filled - best.window : self._filled]
+            best = self._octave_above_seen(window, best, pending.estimates)
             self._start_note(pending, best, events)
         self._pending = None
 

@@ -22,7 +22,10 @@ def first_key(audio: np.ndarray, params: ListenerParams | None = None) -> int:
     return transcribe_array(audio, RATE, params)[0]["midi"]
 
 
-@pytest.mark.parametrize(("midi", "seed"), [(21, 0), (21, 1), (22, 1), (23, 1), (24, 1), (25, 1)])
+# Seeds where the unrefined reading is still a key up: since two agreeing estimates under C3
+# need 0.65 in the short windows (NoteListener._agreeing_confidence), most seeds of B0 and C#1
+# decide in a longer window that YIN reads right on its own.
+@pytest.mark.parametrize(("midi", "seed"), [(21, 0), (21, 1), (22, 1), (23, 5), (24, 1), (25, 5)])
 def test_a_stiff_bass_string_is_named_its_key(midi, seed):
     audio = stiff_tone(midi, seed=seed, seconds=1.5)
     assert first_key(audio) == midi
