@@ -24,6 +24,7 @@ from .pitch import (
     energy_below,
     harmonic_energies,
     missing_harmonic_factor,
+    octave_below,
     peak_below,
     power_spectrum,
     ringing_partials,
@@ -855,11 +856,16 @@ class NoteListener:
         run = estimates[-p.run_windows :]
         latest = run[-1]
         short = run[0].window < self._run_window
-        if short and (
-            self._sounding is None
-            or latest.periods < p.run_short_periods
-            or self._is_sounding_key(latest)
-            or abs(latest.midi_float - round(latest.midi_float)) > p.run_short_cents / 100.0
+        window = self._buffer[self._filled - latest.window : self._filled]
+        if (
+            short
+            and (
+                self._sounding is None
+                or latest.periods < p.run_short_periods
+                or self._is_sounding_key(latest)
+                or abs(latest.midi_float - round(latest.midi_float)) > p.run_short_cents / 100.0
+            )
+            and not self._top_string_alone(window, latest)
         ):
             return False
         if not all(
@@ -868,10 +874,9 @@ class NoteListener:
             for e in run
         ):
             return False
-        window = self._buffer[self._filled - latest.window : self._filled]
         if not short:
             below = energy_below(window, latest.freq_hz, round(self.rate), lowest_hz=0.0)
-            if below > p.max_energy_below:
+            if below > p.max_energy_below and not self._top_string_alone(window, latest):
                 return False
         # With no dip below YIN's tolerance, YIN takes its deepest, and twice the period
         # dips about as deep as the period itself: a run an octave low is not a decision.
@@ -925,6 +930,19 @@ class NoteListener:
         return string_hz is not None and round(freq_to_midi(string_hz, a4_hz)) == round(
             e.midi_float
         )
+
+    def _top_string_alone(self, window: np.ndarray, e: PitchEstimate) -> bool:
+        """Whether the estimate is a top string that stands out (`_top_string_stands_out`)
+        with no note an octave down whose second partial it may be: the line at half its
+        frequency under `max_peak_below` of its own. A steady run may then decide in the
+        short windows too, and past them with the knock's energy below it: a soft top key in
+        a room, which YIN finds at 0.5-0.67 in every window from 12 ms on (csound's F#7 and
+        A7), decided at 25-28 ms instead of 92-98 ms or never. Where YIN's period was a
+        stiff string's second partial standing out (synthetic knocked C6 and B6 in a room),
+        the line an octave down held 0.4 of it."""
+        if not self._top_string_stands_out(window, e):
+            return False
+        return octave_below(window, e.freq_hz, round(self.rate)) < self.params.max_peak_below
 
     def _only_thump_below(self, e: PitchEstimate) -> bool:
         """Whether, with no note sounding, the energy below the estimate is only the strike's

@@ -219,10 +219,24 @@ def peak_below(samples: np.ndarray, freq_hz: float, sample_rate: int) -> float:
     thin instead: the hammer's knock and, in a room, its reverberation, which outlast a soft
     top note and can hold a third of a window without one peak near the note's."""
     power, bin_hz, lowest, split = _spectrum_split(samples, freq_hz, sample_rate, 20.0)
-    near = power[int(0.97 * freq_hz / bin_hz) : int(1.03 * freq_hz / bin_hz) + 2]
-    own = float(near.max()) if len(near) else 0.0
+    own = _strongest_near(power, bin_hz, freq_hz)
     below = float(power[lowest:split].max()) if split > lowest else 0.0
     return below / own if own > 0.0 else 1.0
+
+
+def _strongest_near(power: np.ndarray, bin_hz: float, freq_hz: float) -> float:
+    """The strongest bin of `power` within +-3 % of `freq_hz` (0 past the spectrum's end)."""
+    near = power[int(0.97 * freq_hz / bin_hz) : int(1.03 * freq_hz / bin_hz) + 2]
+    return float(near.max()) if len(near) else 0.0
+
+
+def octave_below(samples: np.ndarray, freq_hz: float, sample_rate: int) -> float:
+    """The strongest spectral peak within +-3 % of half `freq_hz`, as a fraction of the
+    strongest within +-3 % of `freq_hz`: how much of a note an octave down there is, whose
+    second partial the estimate may be."""
+    power, bin_hz, _, _ = _spectrum_split(samples, freq_hz, sample_rate, 20.0)
+    own = _strongest_near(power, bin_hz, freq_hz)
+    return _strongest_near(power, bin_hz, 0.5 * freq_hz) / own if own > 0.0 else 1.0
 
 
 def whole_multiple(ratio: float, tolerance: float = 0.03) -> int:
