@@ -104,6 +104,7 @@ class ListenerParams:
     legato_key_periods: float = 4.0  # periods of the estimate the window must hold for it
     legato_key_ratio: float = 1.2  # a neighbouring key must explain this much more of the rise
     legato_sounding_key_ratio: float = 1.1  # ...or this much, when YIN found the key sounding
+    legato_sounding_key_reach: int = 2  # ...where the new key may lie this many keys away
     agree_semitones: float = 0.4
     settle_cents: float = 30.0  # an estimate this far from every key waits for the next...
     settle_drift_cents: float = 5.0  # ...when it moved this much since the window before...
@@ -678,7 +679,11 @@ class NoteListener:
         partials only; the neighbouring key whose harmonics hold the most of it wins. When
         YIN found the key still sounding, its reading is the old string's whichever key was
         struck (a soft key a semitone above a loud one read as a repeat of the loud one),
-        so a neighbour needs a smaller lead there (`legato_sounding_key_ratio`)."""
+        so a neighbour needs a smaller lead there (`legato_sounding_key_ratio`), and the
+        struck key may lie a whole tone away too (`legato_sounding_key_reach`): with only the
+        keys a semitone either side to choose from, an E4 struck under a ringing F#4 was
+        named F4, the candidate nearest to it (development melodies: 39 notes named wrong
+        this way, most of them a whole tone from the old key)."""
         p = self.params
         if estimate.periods < p.legato_key_periods:
             return estimate
@@ -689,12 +694,21 @@ class NoteListener:
         top_hz = 0.45 * self.rate
         key = round(estimate.midi_float)
         scores = {}
-        for candidate in (key - 1, key, key + 1):
+        sounding = self._is_sounding_key(estimate)
+        reach = p.legato_sounding_key_reach if sounding else 1
+        for candidate in range(key - reach, key + reach + 1):
             freq = midi_to_freq(candidate, p.a4_hz)
             energies = harmonic_energies(rise, bin_hz, freq, min(top_hz, 8.5 * freq), 0.015)
             scores[candidate] = float(energies.sum())
-        best = max(scores, key=scores.__getitem__)
-        sounding = self._is_sounding_key(estimate)
+        best = max((key - 1, key, key + 1), key=scores.__getitem__)
+        farther = [c for c in scores if abs(c - key) > 1]
+        if farther:
+            # A whole tone away only when clearly more than the semitone's winner: in a short
+            # window the rise's lowest partials, where most of its power lies, blur into
+            # their neighbours' bands (a B3 under a repeated C4 gave A#3 1.16 x B3).
+            far = max(farther, key=scores.__getitem__)
+            if scores[far] >= p.legato_key_ratio * scores[best]:
+                best = far
         lead = p.legato_sounding_key_ratio if sounding else p.legato_key_ratio
         if best == key or scores[best] < lead * scores[key]:
             return estimate
