@@ -870,6 +870,13 @@ class NoteListener:
         run = estimates[-p.run_windows :]
         latest = run[-1]
         short = run[0].window < self._run_window
+        # The cheap test first: the top string's test below takes a spectrum.
+        if not all(
+            e.confidence >= p.run_confidence
+            and abs(e.midi_float - latest.midi_float) < p.agree_semitones
+            for e in run
+        ):
+            return False
         window = self._buffer[self._filled - latest.window : self._filled]
         if (
             short
@@ -880,12 +887,6 @@ class NoteListener:
                 or abs(latest.midi_float - round(latest.midi_float)) > p.run_short_cents / 100.0
             )
             and not self._top_string_alone(window, latest)
-        ):
-            return False
-        if not all(
-            e.confidence >= p.run_confidence
-            and abs(e.midi_float - latest.midi_float) < p.agree_semitones
-            for e in run
         ):
             return False
         if not short:
