@@ -23,7 +23,11 @@ ONSET_S = 0.5
 
 def key_clip(piano, soundfont: str, midi: int, velocity: int) -> np.ndarray:
     """The key alone, as the bench plays it: 0.5 s of silence, 1 s held, 1.5 s to ring out."""
-    audio = piano([Note(ONSET_S, 1.0, midi, velocity)], soundfont)
+    return three_seconds(piano([Note(ONSET_S, 1.0, midi, velocity)], soundfont))
+
+
+def three_seconds(audio: np.ndarray) -> np.ndarray:
+    """The bench's clip length: padded with silence or cut to 3 s."""
     return np.pad(audio, (0, max(0, 3 * SR - len(audio))))[: 3 * SR]
 
 
@@ -51,7 +55,7 @@ def test_bass_key_in_the_room_is_found_by_its_steady_period(piano, soundfont, mi
 
 
 # A bass key in the room whose strike's thump or body modes, drawn out by the reverberation,
-# YIN found as a steady note under 200 Hz (0.60-0.69) before the window could hold the string's
+# YIN found as a steady note under C3 (0.60-0.69) before the window could hold the string's
 # period: the development harness named these keys as that note (see
 # NoteListener._agreeing_confidence).
 @pytest.mark.parametrize(
@@ -83,8 +87,7 @@ def test_bass_key_in_the_room_is_not_named_an_octave_low(
     lowest key, the octave below at 0.67 with the window about as alike at half its period
     (see NoteListener._octave_above_seen)."""
     if soundfont == "freepats":
-        clip = freepats([Note(ONSET_S, 1.0, midi, velocity)])
-        clip = np.pad(clip, (0, max(0, 3 * SR - len(clip))))[: 3 * SR]
+        clip = three_seconds(freepats([Note(ONSET_S, 1.0, midi, velocity)]))
     else:
         clip = key_clip(piano, soundfont, midi, velocity)
     first = first_note(room_version(clip, SR, seed))
