@@ -100,6 +100,10 @@ class ListenerParams:
     # (see NoteListener._shorter_period)
     legato_below_beats: float = 3.0  # ...and the window must hold this many beats between a
     # lower candidate and the old note's nearest partial
+    legato_pull_confidence: float = 0.5  # the comb's answer wins over YIN's reading pulled
+    legato_pull_cents: float = 25.0  # ...towards the old note when this periodic, this near
+    legato_pull_semitones: float = 5.0  # ...a key, and the old note at most this many keys
+    # away (see NoteListener._pulled_by_old_note)
     legato_key_check: bool = True  # see NoteListener._check_neighbour_keys
     legato_key_periods: float = 4.0  # periods of the estimate the window must hold for it
     legato_key_ratio: float = 1.2  # a neighbouring key must explain this much more of the rise
@@ -467,7 +471,57 @@ class NoteListener:
             return combed, other
         if self._shared_period(estimate, other):
             return combed, other
+        if estimate is not None and self._pulled_by_old_note(estimate, other):
+            return combed, other
         return window, estimate
+
+    def _pulled_by_old_note(self, estimate: PitchEstimate, other: PitchEstimate) -> bool:
+        """Whether YIN's reading of the raw window was pulled towards the old note. With the
+        old string a few keys from the new one, YIN finds a period between the two (a G#4
+        struck under a ringing B4 read 68.99, an F4 under a ringing G#4 68.42) and two such
+        windows agree on a key between them, while the comb, the old string taken out, hears
+        the new one (68.12, 65.06). Its answer (`other`) wins when it lies near a key that is
+        neither the old nor YIN's, YIN's reading lies between it and the old note, and what
+        the strike added holds more of its key's harmonics than of YIN's: when the old note
+        was itself named wrong, the comb takes out the wrong string and finds the right old
+        one, which the strike did not add to. Only with the old note at most
+        `legato_pull_semitones` away: farther, YIN finds one string or the period they share
+        (see `_shared_period`), and what the comb leaves is more often one of the new note's
+        partials (an F1 under a ringing G#1 gave C3, its third).
+
+        On the development melodies (72, dry and room) F1 rose 0.9731 -> 0.9791 dry and
+        0.9462 -> 0.9561 in a room in C3-C6 and 0.8201 -> 0.8258 for bass lines in a room."""
+        p = self.params
+        sounding = self._sounding
+        assert sounding is not None
+        if other.confidence < p.legato_pull_confidence:
+            return False
+        key = round(other.midi_float)
+        if abs(other.midi_float - key) > p.legato_pull_cents / 100.0:
+            return False
+        raw_key = round(estimate.midi_float)
+        if key == sounding.midi or key == raw_key:
+            return False
+        towards_old = sounding.midi - other.midi_float
+        moved = estimate.midi_float - other.midi_float
+        if not (
+            moved * towards_old > 0.0
+            and abs(moved) <= abs(towards_old) + 0.5
+            and abs(towards_old) <= p.legato_pull_semitones
+        ):
+            return False
+        rise = self._rise_since_strike(other.window)
+        if rise is None:
+            return False
+        return self._key_rise(rise, key) > self._key_rise(rise, raw_key)
+
+    def _key_rise(self, rise: np.ndarray, key: int) -> float:
+        """How much of what the strike added (`rise`, a power spectrum) lies on the key's
+        harmonics, up to the 8th (within 1.5 %)."""
+        bin_hz = self.rate / (2 * (len(rise) - 1))
+        freq = midi_to_freq(key, self.params.a4_hz)
+        top = min(0.45 * self.rate, 8.5 * freq)
+        return float(harmonic_energies(rise, bin_hz, freq, top, 0.015).sum())
 
     def _shorter_period(
         self, window: np.ndarray, combed: np.ndarray | None, estimate: PitchEstimate
@@ -690,16 +744,10 @@ class NoteListener:
         rise = self._rise_since_strike(size)
         if rise is None:
             return estimate
-        bin_hz = self.rate / (2 * (len(rise) - 1))
-        top_hz = 0.45 * self.rate
         key = round(estimate.midi_float)
-        scores = {}
         sounding = self._is_sounding_key(estimate)
         reach = p.legato_sounding_key_reach if sounding else 1
-        for candidate in range(key - reach, key + reach + 1):
-            freq = midi_to_freq(candidate, p.a4_hz)
-            energies = harmonic_energies(rise, bin_hz, freq, min(top_hz, 8.5 * freq), 0.015)
-            scores[candidate] = float(energies.sum())
+        scores = {c: self._key_rise(rise, c) for c in range(key - reach, key + reach + 1)}
         best = max((key - 1, key, key + 1), key=scores.__getitem__)
         farther = [c for c in scores if abs(c - key) > 1]
         if farther:
