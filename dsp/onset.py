@@ -80,8 +80,9 @@ class OnsetDetector:
         # A strike adds energy: the hop that holds it is never quieter than the one before...
         self._max_fall_db = max_fall_db
         # ...unless the key before is let go as it lands (legato without overlap): its damper
-        # takes more than the new string adds. A rise this many times the threshold is a
-        # strike all the same: a damper or a fade takes energy away and raises few bins.
+        # takes more than the new string adds. A rise this many times the threshold, over
+        # one hop or over two (a strike that straddles two hops splits its rise), is a strike
+        # all the same: a damper or a fade takes energy away and raises few bins.
         self._fall_overruled = fall_overruled
 
     def flux(self, hop: np.ndarray) -> tuple[float, float]:
@@ -164,13 +165,15 @@ class OnsetDetector:
             quieter = min(levels[-1], levels[-2]) if len(levels) > 1 else levels[-1]
             falling = level_dbfs < quieter - self._max_fall_db
         levels.append(level_dbfs)
-        if falling and flux <= self._fall_overruled * threshold:
+        threshold2 = self._delta + 1.5 * recent2
+        overruled = self._fall_overruled
+        if falling and flux <= overruled * threshold and flux2 <= overruled * threshold2:
             return None  # a damper or a fade, not a strike (see _fall_overruled)
         level_jump = rising and level_dbfs - loudest_recent >= self._level_rise
         # A strike that straddles two hops splits its rise between them; over two hops it is
         # whole. It matters most in a noisy room, where the noise's own flux raises the
         # threshold and a soft legato key's half-rises stay under it.
-        whole_rise = rising2 and flux2 > self._delta + 1.5 * recent2
+        whole_rise = rising2 and flux2 > threshold2
         if not ((rising and flux > threshold) or level_jump or whole_rise):
             return None
         if self._hops_since_onset < self._min_interval_hops:
