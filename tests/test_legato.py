@@ -10,6 +10,9 @@ import pytest
 from notesight.device.synth import Note
 from notesight.device.transcribe import transcribe_array
 from notesight.dsp.augment import room_version
+from notesight.dsp.listener import ListenerParams, NoteListener
+from notesight.dsp.music import midi_to_freq
+from notesight.dsp.pitch import PitchEstimate
 
 SR = 44100
 
@@ -88,3 +91,44 @@ def test_new_key_under_the_ringing_one_is_not_named_between_them(piano, soundfon
         notes = line([(0.5, 71, 83), (strike, 68, 95), (1.19, 65, 50)], end_s=0.2)
         found = transcribe_array(piano(notes, soundfont), SR)
         assert [n["midi"] for n in found] == [71, 68, 65], f"strike at {strike} s"
+
+
+def listener_after_g_sharp_struck_under_b(piano, params: ListenerParams | None = None):
+    """The listener 20 ms after the G#4 of the test above is struck under the ringing B4
+    (TimGM6mb, the strike early in its hop), with the strike still pending."""
+    notes = line([(0.5, 71, 83), (0.7378, 68, 95), (1.19, 65, 50)], end_s=0.2)
+    listener = NoteListener(SR, params)
+    listener.feed(piano(notes, "TimGM6mb")[: int(0.7578 * SR)])
+    assert listener._pending is not None and listener._sounding.midi == 71
+    return listener
+
+
+def estimate_at(listener: NoteListener, midi: float, confidence: float) -> PitchEstimate:
+    size = 256  # 11.6 ms at the analysis rate
+    freq = midi_to_freq(midi, 440.0)
+    return PitchEstimate(freq, confidence, size, midi, size * freq / listener.rate)
+
+
+def test_the_comb_wins_a_pull_only_on_a_key_the_strike_added(piano):
+    """YIN read 68.99 between the new G#4 and the old B4. The comb's answer is taken on G#4,
+    whose harmonics the strike added, and not on F#4, on whose harmonics the rise holds less
+    than on A4's, YIN's key (0.47 and 0.95 of G#4's): a comb answer there is a string the
+    strike did not add, as when the old note was named wrong and the comb took out the
+    wrong string (a development melody in a room: with the old G#3 named E3, the comb heard
+    the G#3 over a new F3)."""
+    listener = listener_after_g_sharp_struck_under_b(piano)
+    pulled = estimate_at(listener, 68.99, 0.75)
+    assert listener._pulled_by_old_note(pulled, estimate_at(listener, 68.0, 0.7))
+    assert not listener._pulled_by_old_note(pulled, estimate_at(listener, 66.0, 0.7))
+
+
+def test_the_comb_wins_a_pull_only_from_an_old_note_a_few_keys_away(piano):
+    """A comb answer more than `legato_pull_semitones` from the old note is not taken, even
+    where the strike added its harmonics (G#3 shares the G#4's): so far apart YIN is not
+    pulled between the strings, and what the comb leaves is more often one of the new
+    note's partials (an F1 under a ringing G#1 gave C3, its third)."""
+    for params in (None, ListenerParams(legato_pull_semitones=24.0)):
+        listener = listener_after_g_sharp_struck_under_b(piano, params)
+        pulled = estimate_at(listener, 62.0, 0.75)
+        taken = listener._pulled_by_old_note(pulled, estimate_at(listener, 56.0, 0.7))
+        assert taken == (params is not None)  # unbounded, the rise alone would take it
