@@ -136,10 +136,16 @@ class OnsetDetector:
         )
 
     def decide(
-        self, flux: float, flux2: float, level_dbfs: float, floor_dbfs: float
+        self,
+        flux: float,
+        flux2: float,
+        level_dbfs: float,
+        floor_dbfs: float,
+        factor: float = 1.5,
     ) -> float | None:
         """The onset strength of the hop after the last one decided, given its two rises
-        (see `flux`), or None."""
+        (see `flux`), or None. A rise must exceed `factor` times the recent mean rise (over
+        the last `history_s`) plus the sensitivity's floor."""
         history, history2 = self._history, self._history2
         recent = self._history_sum / len(history) if history else 0.0
         recent2 = self._history2_sum / len(history2) if history2 else 0.0
@@ -150,7 +156,7 @@ class OnsetDetector:
         history2.append(flux2)
         self._history_sum += flux
         self._history2_sum += flux2
-        threshold = self._delta + 1.5 * recent
+        threshold = self._delta + factor * recent
         rising = flux > self._last_flux
         rising2 = flux2 > self._last_flux2
         self._last_flux, self._last_flux2 = flux, flux2
@@ -165,7 +171,7 @@ class OnsetDetector:
             quieter = min(levels[-1], levels[-2]) if len(levels) > 1 else levels[-1]
             falling = level_dbfs < quieter - self._max_fall_db
         levels.append(level_dbfs)
-        threshold2 = self._delta + 1.5 * recent2
+        threshold2 = self._delta + factor * recent2
         overruled = self._fall_overruled
         if falling and flux <= overruled * threshold and flux2 <= overruled * threshold2:
             return None  # a damper or a fade, not a strike (see _fall_overruled)
