@@ -80,6 +80,12 @@ def test_new_key_a_whole_tone_from_the_ringing_one_is_named_its_key(piano, sound
     assert [n["midi"] for n in found] == [66, 68, 65]
 
 
+def g_sharp_under_b(strike_s: float) -> tuple[Note, ...]:
+    """The opening of a development melody (seed 5008): a B4, a G#4 struck at `strike_s`
+    under it, then an F4."""
+    return line([(0.5, 71, 83), (strike_s, 68, 95), (1.19, 65, 50)], end_s=0.2)
+
+
 @pytest.mark.parametrize("soundfont", ["TimGM6mb", "csound"])
 def test_new_key_under_the_ringing_one_is_not_named_between_them(piano, soundfont):
     """The opening of a development melody (seed 5008): G#4 struck under a B4 that still
@@ -88,7 +94,7 @@ def test_new_key_under_the_ringing_one_is_not_named_between_them(piano, soundfon
     The strike is moved across one hop: the key must not depend on where it falls."""
     for step in range(5):
         strike = 0.7366 + 0.0012 * step
-        notes = line([(0.5, 71, 83), (strike, 68, 95), (1.19, 65, 50)], end_s=0.2)
+        notes = g_sharp_under_b(strike)
         found = transcribe_array(piano(notes, soundfont), SR)
         assert [n["midi"] for n in found] == [71, 68, 65], f"strike at {strike} s"
 
@@ -96,7 +102,7 @@ def test_new_key_under_the_ringing_one_is_not_named_between_them(piano, soundfon
 def listener_after_g_sharp_struck_under_b(piano, params: ListenerParams | None = None):
     """The listener 20 ms after the G#4 of the test above is struck under the ringing B4
     (TimGM6mb, the strike early in its hop), with the strike still pending."""
-    notes = line([(0.5, 71, 83), (0.7378, 68, 95), (1.19, 65, 50)], end_s=0.2)
+    notes = g_sharp_under_b(0.7378)
     listener = NoteListener(SR, params)
     listener.feed(piano(notes, "TimGM6mb")[: int(0.7578 * SR)])
     assert listener._pending is not None and listener._sounding.midi == 71
