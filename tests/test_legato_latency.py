@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_legato import ACROSS_A_HOP_S, moved  # tests/ is on sys.path
 
 from notesight.device.synth import Note
 from notesight.device.transcribe import transcribe_array
@@ -150,10 +151,8 @@ def test_soft_key_whose_rise_straddles_a_falling_hop_is_found(piano):
     line is moved across one hop: the E2 must not depend on where its strike falls."""
     rows = [(0.5, 47, 78, 0.1578), (0.6578, 43, 78, 0.3405), (0.9983, 41, 83, 0.417)]
     rows += [(1.4153, 40, 57, 0.4901), (1.9054, 42, 70, 0.5978)]
-    for step in range(5):
-        shift = 0.0012 * step
-        notes = [Note(round(on + shift, 4), dur, midi, vel) for on, midi, vel, dur in rows]
-        found = transcribe_array(piano(notes, "TimGM6mb"), SR)
+    for shift in ACROSS_A_HOP_S:
+        found = transcribe_array(piano(moved(rows, shift), "TimGM6mb"), SR)
         assert [n["midi"] for n in found] == [47, 43, 41, 40, 42], f"moved {shift} s"
 
 
