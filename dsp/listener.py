@@ -87,6 +87,9 @@ class ListenerParams:
     harmonic_check_periods: float = 4.0  # periods of the estimate the window must hold for it
     harmonic_rise_share: float = 0.25  # in legato, what the strike added must hold this share
     # of the window's power for its harmonics to be judged (see NoteListener._check_harmonics)
+    comb_fundamental_share: float = 0.005  # in legato an estimate the rise would move up
+    # stands when the comb leaves this share, of the power at the moved frequency, on it
+    # (see NoteListener._fundamental_survives_comb)
     legato_drop_semitones: float = 6.0  # a new note this far below the ringing one is checked
     comb_margin: float = 0.0  # confidence the legato comb must gain over the raw estimate
     legato_new_power: float = 0.35  # ...or the comb's output power, of the window's, when
@@ -722,6 +725,7 @@ class NoteListener:
         if size * estimate.freq_hz / self.rate < self.params.harmonic_check_periods:
             return estimate
         power = power_spectrum(window)
+        judged_rise = False
         if self._sounding is not None:
             strike = self._filled - (self._position - pending.onset)
             if strike - size >= 0:
@@ -732,7 +736,7 @@ class NoteListener:
                 # repeat's rise held its 5th and 10th and was read as 5 x E4 for 90 ms.
                 if float(rise.sum()) < self.params.harmonic_rise_share * float(power.sum()):
                     return estimate
-                power = rise
+                power, judged_rise = rise, True
         bin_hz = self.rate / (2 * (len(power) - 1))
         freq = estimate.freq_hz
         for _ in range(3):
@@ -742,8 +746,36 @@ class NoteListener:
             freq *= factor
         if freq == estimate.freq_hz:
             return estimate
+        if judged_rise and self._fundamental_survives_comb(size, estimate, freq):
+            return estimate
         midi_float = freq_to_midi(freq, self.params.a4_hz)
         return PitchEstimate(freq, estimate.confidence, size, midi_float, size * freq / self.rate)
+
+    def _fundamental_survives_comb(
+        self, size: int, estimate: PitchEstimate, moved_hz: float
+    ) -> bool:
+        """Whether an estimate the rise would move up is a real fundamental the rise lost.
+        Before the strike the old string's nearest partial spreads over the new fundamental's
+        bins while the window is too short to hold a few beats between them, so the
+        difference loses a weak fundamental (a C#4 struck under a ringing E4 in a room was
+        named C#5 for 30 ms). The comb removes the old string instead of subtracting the
+        spectrum: a real fundamental survives it, weak but there (that C#4: 1.6-2.5 % of the
+        power at the frequency the check would move it to); a subharmonic YIN took for the
+        note leaves next to nothing (0.05-0.08 %: a stiff E5 under a ringing G#4, read as E4).
+        Not on the key still sounding, whose period the comb cannot take out cleanly (a C5
+        under a ringing C4 left 2-6 % on C4)."""
+        if self._is_sounding_key(estimate) or self._apart_from_old_partials(estimate.freq_hz, size):
+            return False
+        combed = self._combed(size)
+        if combed is None:
+            return False
+        power = power_spectrum(combed)
+        bin_hz = self.rate / (2 * (len(power) - 1))
+        at_estimate = harmonic_energies(power, bin_hz, estimate.freq_hz, estimate.freq_hz)
+        at_moved = harmonic_energies(power, bin_hz, moved_hz, moved_hz)
+        if len(at_estimate) == 0 or len(at_moved) == 0:
+            return False
+        return float(at_estimate[0]) >= self.params.comb_fundamental_share * float(at_moved[0])
 
     def _check_neighbour_keys(self, size: int, estimate: PitchEstimate) -> PitchEstimate:
         """In legato YIN's period is pulled towards the old note's, so the estimate can land

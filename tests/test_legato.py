@@ -163,3 +163,20 @@ def test_bass_key_struck_under_a_ringing_bass_key_is_an_onset(piano):
         found = transcribe_array(piano(moved(rows, shift), "TimGM6mb"), SR)
         strike = 1.3423 + shift
         assert [n for n in found if abs(n["onset_s"] - strike) < 0.05], f"moved {shift} s"
+
+
+def test_a_weak_fundamental_under_an_old_partial_is_not_moved_an_octave_up(piano):
+    """A development melody's line (seed 5008 + 8, in a room): a C#4 struck under a ringing
+    E4. TimGM6mb's C#4 has a weak fundamental, and before the strike the E4's lobe covered its
+    bins, so what the strike added held next to nothing there and the harmonic check named
+    C#5. The comb, the E4 taken out, still holds the fundamental
+    (ListenerParams.comb_fundamental_share). The strike is moved across one hop."""
+    for shift in ACROSS_A_HOP_S:
+        strike = 1.2646 + shift
+        notes = line(
+            [(0.5, 68, 104), (0.7602, 67, 59), (1.002, 64, 71), (strike, 61, 94), (1.6036, 57, 58)],
+            end_s=0.3,
+        )
+        found = transcribe_array(room_version(piano(notes, "TimGM6mb"), SR, seed=2), SR)
+        named = [n["midi"] for n in found if abs(n["onset_s"] - strike) < 0.05]
+        assert named == [61], f"strike at {strike} s"
