@@ -88,8 +88,9 @@ class ListenerParams:
     harmonic_rise_share: float = 0.25  # in legato, what the strike added must hold this share
     # of the window's power for its harmonics to be judged (see NoteListener._check_harmonics)
     comb_fundamental_share: float = 0.005  # in legato an estimate the rise would move up
-    # stands when the comb leaves this share, of the power at the moved frequency, on it
-    # (see NoteListener._fundamental_survives_comb)
+    # stands when the comb leaves this share, of the power at the moved frequency, on it,
+    comb_fundamental_semitones: float = 5.0  # ...and the old note is at most this many keys
+    # away (see NoteListener._fundamental_survives_comb)
     legato_drop_semitones: float = 6.0  # a new note this far below the ringing one is checked
     comb_margin: float = 0.0  # confidence the legato comb must gain over the raw estimate
     legato_new_power: float = 0.35  # ...or the comb's output power, of the window's, when
@@ -762,9 +763,18 @@ class NoteListener:
         spectrum: a real fundamental survives it, weak but there (that C#4: 1.6-2.5 % of the
         power at the frequency the check would move it to); a subharmonic YIN took for the
         note leaves next to nothing (0.05-0.08 %: a stiff E5 under a ringing G#4, read as E4).
-        Not on the key still sounding, whose period the comb cannot take out cleanly (a C5
-        under a ringing C4 left 2-6 % on C4)."""
-        if self._is_sounding_key(estimate) or self._apart_from_old_partials(estimate.freq_hz, size):
+        Only with the old note at most `comb_fundamental_semitones` keys away, so that the
+        partial beside the new fundamental is the old string's loud fundamental (every
+        estimate this kept right on the development melodies lay 1-5 keys from the old note;
+        with the old note farther below, an E4 whose sample holds some E3 (FluidR3) was kept
+        at E3). Not on the key still sounding, whose period the comb cannot take out cleanly
+        (a C5 under a ringing C4 left 2-6 % on C4)."""
+        sounding = self._sounding
+        assert sounding is not None
+        away = abs(estimate.midi_float - sounding.midi)
+        if away < 0.5 or away > self.params.comb_fundamental_semitones:
+            return False
+        if self._apart_from_old_partials(estimate.freq_hz, size):
             return False
         combed = self._combed(size)
         if combed is None:
