@@ -166,11 +166,12 @@ def test_bass_key_struck_under_a_ringing_bass_key_is_an_onset(piano):
 
 
 def test_a_weak_fundamental_under_an_old_partial_is_not_moved_an_octave_up(piano):
-    """A development melody's line (seed 5008 + 8, in a room): a C#4 struck under a ringing
-    E4. TimGM6mb's C#4 has a weak fundamental, and before the strike the E4's lobe covered its
-    bins, so what the strike added held next to nothing there and the harmonic check named
-    C#5. The comb, the E4 taken out, still holds the fundamental
-    (ListenerParams.comb_fundamental_share). The strike is moved across one hop."""
+    """Five notes of a development melody (the tests' own generator, seed 5008, from 2.3 s),
+    in a room: a C#4 struck under a ringing E4. TimGM6mb's C#4 has a weak fundamental, and
+    before the strike the E4's lobe covered its bins, so what the strike added held next to
+    nothing there and the harmonic check named C#5. The comb, the E4 taken out, still holds
+    the fundamental (ListenerParams.comb_fundamental_share). The strike is moved across one
+    hop."""
     for shift in ACROSS_A_HOP_S:
         strike = 1.2646 + shift
         notes = line(
