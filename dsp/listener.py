@@ -767,9 +767,9 @@ class NoteListener:
         Only with the old note at most `comb_fundamental_semitones` keys away, so that the
         partial beside the new fundamental is the old string's loud fundamental (every
         estimate this kept right on the development melodies lay 1-5 keys from the old note;
-        with the old note farther below, an E4 whose sample holds some E3 (FluidR3) was kept
-        at E3). Not on the key still sounding, whose period the comb cannot take out cleanly
-        (a C5 under a ringing C4 left 2-6 % on C4)."""
+        with the old note farther away, FluidR3's D#4-F4, whose comb output held more than
+        that share an octave below, were kept there). Not on the key still sounding, whose
+        period the comb cannot take out cleanly (a C5 under a ringing C4 left 2-6 % on C4)."""
         sounding = self._sounding
         assert sounding is not None
         away = abs(estimate.midi_float - sounding.midi)
