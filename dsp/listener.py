@@ -760,7 +760,7 @@ class NoteListener:
         Before the strike the old string's nearest partial spreads over the new fundamental's
         bins while the window is too short to hold a few beats between them, so the
         difference loses a weak fundamental (a C#4 struck under a ringing E4 in a room was
-        named C#5 for 30 ms). The comb removes the old string instead of subtracting the
+        named C#5). The comb removes the old string instead of subtracting the
         spectrum: a real fundamental survives it, weak but there (that C#4: 1.6-2.5 % of the
         power at the frequency the check would move it to); a subharmonic YIN took for the
         note leaves next to nothing (0.05-0.08 %: a stiff E5 under a ringing G#4, read as E4).

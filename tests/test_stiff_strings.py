@@ -433,8 +433,8 @@ def test_bright_string_under_a_ringing_key_a_fifth_below():
 
 def with_octave_below(struck: np.ndarray, midi: int, db: float) -> np.ndarray:
     """`struck` (a stiff tone) with a decaying sine an octave below its key from the strike on,
-    `db` under its peak: some sampled pianos' notes hold a little of the octave below (an E4
-    of FluidR3's, for one)."""
+    `db` under its peak, as what the comb left of some of FluidR3's D#4-F4 under a far-off
+    old note did."""
     since = np.arange(len(struck)) / RATE - LEAD_S
     on = since >= 0
     sub = np.zeros_like(struck)
