@@ -204,6 +204,16 @@ def fmt(value: float | None, digits: int = 2) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def latency_p90(outcomes: list[Outcome], condition: str | None = None) -> str:
+    """90th percentile latency of the detected events (of one condition, or all)."""
+    chosen = [
+        o.latency_s
+        for o in outcomes
+        if o.latency_s is not None and (condition is None or o.condition == condition)
+    ]
+    return f"{np.percentile(chosen, 90):.2f} s ({len(chosen)} events)" if chosen else "n/a"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="a .tflite model (default: the shipped one)")
@@ -302,11 +312,10 @@ def main(argv: list[str] | None = None) -> int:
             f"{np.median(latencies):.2f} s" if latencies else "n/a",
             "<= 1.5 s",
         ),
-        (
-            "latency, 90th percentile",
-            f"{np.percentile(latencies, 90):.2f} s" if latencies else "n/a",
-            "<= 1.5 s",
-        ),
+        ("latency, 90th percentile", latency_p90(outcomes), "<= 1.5 s"),
+        # Where the late tail lies: alerts alone against alerts through the louder piano.
+        ("  of events alone (info)", latency_p90(outcomes, "alone"), ""),
+        ("  of events with piano +10 dB (info)", latency_p90(outcomes, "piano"), ""),
         ("detected events alerted within 1.5 s", fmt(within), "1.00"),
         ("classifier CPU per window", f"{per_window_ms:.2f} ms", ""),
         ("classifier CPU, share of one core", f"{100 * core_share:.2f} %", "<= 10 %"),
