@@ -772,8 +772,9 @@ class NoteListener:
         period the comb cannot take out cleanly (a C5 under a ringing C4 left 2-6 % on C4)."""
         sounding = self._sounding
         assert sounding is not None
-        away = abs(estimate.midi_float - sounding.midi)
-        if away < 0.5 or away > self.params.comb_fundamental_semitones:
+        if self._is_sounding_key(estimate):
+            return False
+        if abs(estimate.midi_float - sounding.midi) > self.params.comb_fundamental_semitones:
             return False
         if self._apart_from_old_partials(estimate.freq_hz, size):
             return False
