@@ -7,7 +7,7 @@ level and noise floor, onset detection, multi-window pitch, and a note tracker w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -496,8 +496,21 @@ class NoteListener:
         if self._shared_period(estimate, other):
             return combed, other
         if estimate is not None and self._pulled_by_old_note(estimate, other):
-            return combed, other
+            return combed, self._pulled_answer(estimate, other)
         return window, estimate
+
+    def _pulled_answer(self, estimate: PitchEstimate, other: PitchEstimate) -> PitchEstimate:
+        """The comb's answer where YIN's reading was pulled by the old note, as sure as two
+        agreeing windows need when YIN's reading was. The comb subtracts the window delayed
+        by the old period, and in the first windows after a strike that delayed copy still
+        begins before it, so the comb's output is less periodic than the new string is: a
+        soft A4 over a ringing G#4 (tests/test_room_keys.py, after 20 s of playing) read
+        68.34 at 0.87 raw and 68.81 at 0.53 through the comb, too unsure to decide until 51
+        ms. Not beyond that threshold: YIN's confidence is the two strings' together, and
+        taking it whole let a single window decide (development melodies: a G#5 under a
+        ringing A5 was decided from its first window as G5)."""
+        lifted = min(estimate.confidence, self.params.min_confidence)
+        return replace(other, confidence=max(other.confidence, lifted))
 
     def _pulled_by_old_note(self, estimate: PitchEstimate, other: PitchEstimate) -> bool:
         """Whether YIN's reading of the raw window was pulled towards the old note. With the
@@ -912,15 +925,18 @@ class NoteListener:
         lies 30-40 cents sharp) and decides at once.
 
         Near a key, an estimate also waits when it moved there by more than
-        `settle_drift_cents` from a window on another key, while no other note sounds
-        (`settle_across_keys`): the pitch is on its way, and a window can catch it passing a
-        key. freepats' A#4 read 70.16, 70.43, then 70.79 (the spectral check's peak) in its
-        first three windows, within 21 cents of B4, and was named B4; it settles at 70.03
-        (development isolated keys: 8 of 59 wrong named right, none the other way, no later
-        median or p95). Not in legato: there the neighbour-key check names a key outright,
-        and a note decided a window later leaves another period for the next note's comb (a
-        soft key after 20 s of playing in a room, tests/test_room_keys.py, came at 51 ms
-        instead of 22 ms), though the development melodies gained more with it there.
+        `settle_drift_cents` from a window on another key (`settle_across_keys`): the pitch
+        is on its way, and a window can catch it passing a key. freepats' A#4 read 70.16,
+        70.43, then 70.79 (the spectral check's peak) in its first three windows, within 21
+        cents of B4, and was named B4; it settles at 70.03 (development isolated keys: 8 of
+        59 wrong named right, none the other way, no later median or p95). In legato too,
+        where freepats' strings drift the same way under the old note (a D#5 read 75.80,
+        75.38, 75.20 and was named E5): development melodies C3-C6 F1 0.9799 -> 0.9852 dry,
+        0.9644 -> 0.9670 in a room, and on a second set drawn with other seeds 0.9566 ->
+        0.9674 and 0.9539 -> 0.9593 (20 freepats melodies gained notes). There the
+        neighbour-key check may name a key outright, and a key it changes its mind about
+        waits too: the one melody that lost a note lost it that way (csound's D#4 after an
+        E4, named D#4, then D4 twice).
 
         A held estimate is not lost: a later window that is accepted decides instead, and
         when the short windows are over with none, the held one does (see `_try_decide`)."""
@@ -935,7 +951,7 @@ class NoteListener:
             crossed = len(estimates) >= 2 and round(estimates[-2].midi_float) != round(
                 latest.midi_float
             )
-            return p.settle_across_keys and crossed and moved and self._sounding is None
+            return p.settle_across_keys and crossed and moved
         return len(estimates) < 2 or moved
 
     def _bass_refined(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:

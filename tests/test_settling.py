@@ -64,6 +64,29 @@ def test_freepats_keys_whose_attack_wanders_onto_the_next_key_are_named_their_ke
     assert midi + 1 in before  # what some of them were named before
 
 
+def test_freepats_key_wandering_onto_the_next_key_under_a_ringing_one_is_named_its_key(
+    freepats,
+):
+    """In legato too: freepats' B4 struck (velocity 87) as its D#5 (58), held 0.45 s, is
+    released, as in a development melody. Its first windows climb from B4 towards C5, and
+    where the hop grid met that climb a window near C5 named C5. The strike is moved across
+    one hop; without the rule one of these places was named C5."""
+    named, before = [], []
+    for shift in ACROSS_A_HOP_S:
+        onset = 0.5 + 0.452 + shift
+        audio = freepats([Note(0.5, onset - 0.5, 75, 58), Note(onset, 0.5, 71, 87)])
+        notes = [n for n in transcribe_array(audio, RATE) if abs(n["onset_s"] - onset) < 0.05]
+        assert len(notes) == 1 and notes[0]["emitted_s"] - onset <= 0.05, notes
+        named.append(notes[0]["midi"])
+        without = ListenerParams(settle_across_keys=False)
+        old = [
+            n for n in transcribe_array(audio, RATE, without) if abs(n["onset_s"] - onset) < 0.05
+        ]
+        before.append(old[0]["midi"])
+    assert named == [71] * len(ACROSS_A_HOP_S)
+    assert 72 in before  # what one of them was named before
+
+
 @pytest.mark.parametrize("midi", [84.35, 88.35, 88.4])
 def test_a_string_tuned_off_the_key_does_not_wait_for_the_settling_windows(midi):
     """A stretched treble string lies 30-40 cents sharp for good; its estimates stay put, so
