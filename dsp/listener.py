@@ -505,10 +505,10 @@ class NoteListener:
         by the old period, and in the first windows after a strike that delayed copy still
         begins before it, so the comb's output is less periodic than the new string is: a
         soft A4 over a ringing G#4 (tests/test_room_keys.py, after 20 s of playing) read
-        68.34 at 0.87 raw and 68.81 at 0.53 through the comb, too unsure to decide until 51
-        ms. Not beyond that threshold: YIN's confidence is the two strings' together, and
-        taking it whole let a single window decide (development melodies: a G#5 under a
-        ringing A5 was decided from its first window as G5)."""
+        68.34 at 0.87 raw and 68.81 at 0.53 through the comb, too unsure to decide, and was
+        named at 50.8 ms (45.0 ms lifted). Not beyond that threshold: YIN's confidence is the
+        two strings' together, and taking it whole let a single window decide (development
+        melodies: a G#5 under a ringing A5 was decided from its first window as G5)."""
         lifted = min(estimate.confidence, self.params.min_confidence)
         return replace(other, confidence=max(other.confidence, lifted))
 

@@ -71,6 +71,7 @@ def test_freepats_key_wandering_onto_the_next_key_under_a_ringing_one_is_named_i
     released, as in a development melody. Its first windows climb from B4 towards C5, and
     where the hop grid met that climb a window near C5 named C5. The strike is moved across
     one hop; without the rule one of these places was named C5."""
+    without = ListenerParams(settle_across_keys=False)
     named, before = [], []
     for shift in ACROSS_A_HOP_S:
         onset = 0.5 + 0.452 + shift
@@ -78,7 +79,6 @@ def test_freepats_key_wandering_onto_the_next_key_under_a_ringing_one_is_named_i
         notes = [n for n in transcribe_array(audio, RATE) if abs(n["onset_s"] - onset) < 0.05]
         assert len(notes) == 1 and notes[0]["emitted_s"] - onset <= 0.05, notes
         named.append(notes[0]["midi"])
-        without = ListenerParams(settle_across_keys=False)
         old = [
             n for n in transcribe_array(audio, RATE, without) if abs(n["onset_s"] - onset) < 0.05
         ]
