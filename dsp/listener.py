@@ -355,11 +355,6 @@ class NoteListener:
             estimate = self._check_neighbour_keys(size, estimate)
         if estimate is not None:
             pending.estimates.append(estimate)
-            lower = self._octave_below_seen(pending, window, pending.estimates)
-            if lower is not None:
-                self._start_note(pending, self._bass_refined(window, lower), events)
-                self._pending = None
-                return
             if self._accept(pending.estimates):
                 if not self._settling(pending.estimates):
                     estimate = self._octave_above_seen(window, estimate, pending.estimates)
@@ -368,6 +363,10 @@ class NoteListener:
                     self._pending = None
                     return
                 pending.held = estimate
+            elif (lower := self._octave_below_seen(pending, window, pending.estimates)) is not None:
+                self._start_note(pending, self._bass_refined(window, lower), events)
+                self._pending = None
+                return
         if pending.held is not None and not self._may_settle(size):
             self._start_note(pending, pending.held, events)
             self._pending = None
@@ -876,18 +875,18 @@ class NoteListener:
         self, pending: _PendingNote, window: np.ndarray, estimates: list[PitchEstimate]
     ) -> PitchEstimate | None:
         """In legato, the latest estimate an octave down, when the energy below it refuses it
-        and an earlier window of the same strike found that lower note. YIN's usual slip is
-        the octave up (the period of the second partial), and the energy-below check then
-        refuses window after window until YIN finds the string again: of the 21 notes from
-        C3 up named later than 50 ms on the development melodies' C3-C6 lines, 6 had read
-        their note once with 0.62-0.99 before 50 ms and then its octave, refused. Two
-        windows that agree but for the octave (each with `min_confidence`, the pair two
-        agreeing windows need) then decide the lower, when it passes what any estimate must
-        there: no energy below it, near a key (`settle_cents`), `harmonic_check_periods` in
-        the window, not the key still sounding, not moved up by the harmonic check. Not when
-        the harmonic check moved any window of this strike up (`lower_refuted`): it judged
-        the lower note's own harmonics missing. Not when the latest is the key still
-        sounding: that reading is the old string's (see `_is_sounding_key`).
+        (`_accept` did not) and an earlier window of the same strike found that lower note.
+        YIN's usual slip is the octave up (the period of the second partial), and the
+        energy-below check then refuses window after window until YIN finds the string again:
+        of the 21 notes from C3 up named later than 50 ms on the development melodies' C3-C6
+        lines, 6 had read their note once with 0.62-0.99 before 50 ms and then its octave,
+        refused. Two windows that agree but for the octave (each with `min_confidence`, the
+        pair two agreeing windows need) then decide the lower, when it passes what any estimate
+        must there: no energy below it, near a key (`settle_cents`), `harmonic_check_periods`
+        in the window, not the key still sounding, not moved up by the harmonic check. Not when
+        the harmonic check moved any window of this strike up (`lower_refuted`): it judged the
+        lower note's own harmonics missing. Not when the latest is the key still sounding: that
+        reading is the old string's (see `_is_sounding_key`).
 
         Development melodies (two sets of 72): the rule decides 9 notes, all right, 3 of them
         named wrong before and the others later; notes from C3 up later than 50 ms 27 -> 24
