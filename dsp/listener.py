@@ -134,6 +134,14 @@ class ListenerParams:
     velocity_range_db: float = 54.0  # ...and this many dB above it to velocity 127
 
 
+def _octaves_moved(e: PitchEstimate, octaves: int) -> PitchEstimate:
+    """The same estimate `octaves` octaves up (down when negative)."""
+    scale = 2.0**octaves
+    return PitchEstimate(
+        e.freq_hz * scale, e.confidence, e.window, e.midi_float + 12.0 * octaves, e.periods * scale
+    )
+
+
 def _similarity(window: np.ndarray, lag: float) -> float:
     """How alike the window is to itself `lag` samples later (rounded): 1 the same, 0 unrelated,
     -1 opposite (2 * correlation / the two parts' energies)."""
@@ -916,9 +924,7 @@ class NoteListener:
             for e in estimates[:-1]
         ):
             return None
-        lower = PitchEstimate(
-            latest.freq_hz / 2.0, latest.confidence, latest.window, target, latest.periods / 2.0
-        )
+        lower = _octaves_moved(latest, -1)
         if not self._in_range(lower) or self._is_sounding_key(lower):
             return None
         if lower.periods < p.harmonic_check_periods or (
@@ -977,13 +983,7 @@ class NoteListener:
             _similarity(window, period) - p.run_octave_margin
         ):
             return estimate
-        return PitchEstimate(
-            2.0 * estimate.freq_hz,
-            estimate.confidence,
-            estimate.window,
-            estimate.midi_float + 12.0,
-            2.0 * estimate.periods,
-        )
+        return _octaves_moved(estimate, 1)
 
     def _settling(self, estimates: list[PitchEstimate]) -> bool:
         """Whether the latest estimate may be a string whose pitch still moves: in a short
