@@ -25,6 +25,7 @@ from .pitch import (
     harmonic_energies,
     missing_harmonic_factor,
     octave_below,
+    partial_series_key,
     peak_below,
     power_spectrum,
     ringing_partials,
@@ -122,6 +123,13 @@ class ListenerParams:
     settle_window_s: float = 0.035  # ...in windows shorter than this (NoteListener._settling)
     settle_across_keys: bool = True  # ...and one near a key that moved there from another
     octave_below_seen: bool = True  # see NoteListener._octave_below_seen
+    bass_by_partials: bool = True  # a strike no window decided may be named, at the give-up,
+    bass_by_partials_highest_midi: int = 47  # ...as a key up to this one whose partials...
+    bass_by_partials_explained: int = 10  # ...explain this many of the window's peaks...
+    bass_by_partials_share: float = 0.7  # ...and this share of those in its band, when the
+    bass_by_partials_rise_db: float = 25.0  # strike rose this far over the noise floor, no
+    bass_by_partials_after_s: float = 0.25  # note sounds and the stream is this old (see
+    # NoteListener._bass_by_partials)
     run_windows: int = 3  # this many agreeing estimates in a row decide...
     run_confidence: float = 0.35  # ...when each has at least this confidence (see _steady_run)
     run_octave_margin: float = 0.1  # the period must be this much more alike than half of it
@@ -1299,7 +1307,46 @@ class NoteListener:
             window = self._buffer[self._filled - best.window : self._filled]
             best = self._octave_above_seen(window, best, pending.estimates)
             self._start_note(pending, best, events)
+        elif (bass := self._bass_by_partials(pending)) is not None:
+            self._start_note(pending, bass, events)
         self._pending = None
+
+    def _bass_by_partials(self, pending: _PendingNote) -> PitchEstimate | None:
+        """A bass key that no window decided, named by the peaks its partials explain in the
+        longest window (`pitch.partial_series_key`). Where YIN reads something else all
+        along: a body resonance that rules the window under a string with a weak fundamental
+        (the development pianos' A0-E1 in the rooms gave no note at all). Only for a strike
+        that rose `bass_by_partials_rise_db` over the noise floor (noise starting from silence
+        has peaks a series explains by chance), not at the stream's start (the room's noise
+        is then an onset out of the silence before the stream, and the floor has not learned
+        it yet), and with no note sounding (a ringing string's partials would be explained
+        too)."""
+        p = self.params
+        if (
+            not p.bass_by_partials
+            or self._sounding is not None
+            or pending.onset < p.bass_by_partials_after_s * self.rate
+            or pending.peak_dbfs - self._floor.dbfs < p.bass_by_partials_rise_db
+        ):
+            return None
+        window = self._buffer[self._filled - self._pitch.longest : self._filled]
+        # 4x padding: the series of A0 lies 27.5 Hz apart
+        power = power_spectrum(window, 4 * len(window))
+        bin_hz = self.rate / (2 * (len(power) - 1))
+        series = partial_series_key(
+            power,
+            bin_hz,
+            p.lowest_midi,
+            p.bass_by_partials_highest_midi,
+            p.a4_hz,
+            min_explained=p.bass_by_partials_explained,
+            min_share=p.bass_by_partials_share,
+        )
+        if series is None:
+            return None
+        midi_float = freq_to_midi(series.freq_hz, p.a4_hz)
+        periods = len(window) * series.freq_hz / self.rate
+        return PitchEstimate(series.freq_hz, series.share, len(window), midi_float, periods)
 
     # -- note tracker -----------------------------------------------------------------------
     def _seconds(self, analysis_position: int) -> float:

@@ -14,7 +14,7 @@ from functools import cache
 import aubio
 import numpy as np
 
-from .music import freq_to_midi
+from .music import freq_to_midi, midi_to_freq
 
 
 @dataclass(frozen=True, slots=True)
@@ -490,3 +490,95 @@ def missing_harmonic_factor(
         if shared > 0.0 and other < max_ratio * shared:
             return k
     return 1
+
+
+@dataclass(frozen=True, slots=True)
+class PartialSeries:
+    """A key named by the spectral peaks its (stretched) partials explain."""
+
+    midi: int
+    freq_hz: float  # fitted on the explained peaks, within half a key of `midi`
+    share: float  # of the peaks in the series' band that it explains
+    explained: int  # how many
+
+
+# String stiffness B to try (partial n at n * f * sqrt(1 + B n^2)): from none to a short
+# upright's lowest strings. Fitting B, not widening the tolerance, keeps a dense low series
+# from "explaining" every stray peak.
+_STRETCHES = (0.0, 1e-4, 3e-4, 1e-3)
+
+
+def partial_series_key(
+    power: np.ndarray,
+    bin_hz: float,
+    lowest_midi: int,
+    highest_midi: int,
+    a4_hz: float,
+    *,
+    min_explained: int = 10,
+    min_share: float = 0.7,
+    within_db: float = 25.0,
+    cents: float = 35.0,
+    partials: int = 16,
+) -> PartialSeries | None:
+    """The key from `lowest_midi` to `highest_midi` whose first `partials` partials explain
+    the most of the spectrum's peaks (those within `within_db` of the strongest below the
+    highest key's 20th partial), as a share of the peaks in its own band; at least
+    `min_explained` peaks, two of them odd partials (else the octave above explains the same),
+    and at least `min_share`. Ties go to the higher key, whose partials the lower one's
+    include. None when no key qualifies.
+
+    For a bass string that YIN cannot read because something else rules the window: a body
+    resonance under a weak-fundamental string (a sampled A0 whose first 90 ms are led by a
+    74 Hz line that is no partial of it), while its partials 4-15 stand clear. aubio's
+    spectral pitch methods (mcomb, fcomb, specacf, yinfft) named none of four such bass keys
+    of FluidR3_GM on the same 93 ms windows (2026-11-22); they take the strongest comb or
+    lag, which is the resonance or a partial, where this asks which series explains the peaks.
+    """
+    low_hz = 0.9 * midi_to_freq(lowest_midi, a4_hz)
+    top_hz = 20.0 * midi_to_freq(highest_midi, a4_hz)
+    freqs = _spectral_peaks(power, bin_hz, low_hz, top_hz, within_db)
+    if len(freqs) < min_explained:
+        return None
+    numbers = np.arange(1, partials + 1)
+    best: tuple[tuple[float, int], PartialSeries] | None = None
+    for midi in range(lowest_midi, highest_midi + 1):
+        f0 = midi_to_freq(midi, a4_hz)
+        for stretch in _STRETCHES:
+            series = numbers * f0 * np.sqrt(1.0 + stretch * numbers**2)
+            in_band = (freqs >= 0.97 * f0) & (freqs <= 1.02 * series[-1])
+            off = 1200.0 * np.abs(np.log2(freqs[:, None] / series[None, :]))
+            nearest = off.argmin(axis=1)
+            explained = in_band & (off[np.arange(len(freqs)), nearest] <= cents)
+            count = int(np.count_nonzero(explained))
+            odd = int(np.count_nonzero(explained & (nearest % 2 == 0)))  # index 0 is partial 1
+            if count < min_explained or odd < 2:
+                continue
+            share = count / int(np.count_nonzero(in_band))
+            if share < min_share or (best is not None and (share, midi) <= best[0]):
+                continue
+            n = numbers[nearest[explained]]
+            fitted = float(np.median(freqs[explained] / (n * np.sqrt(1.0 + stretch * n**2))))
+            fitted = float(np.clip(fitted, f0 * 2 ** (-0.49 / 12), f0 * 2 ** (0.49 / 12)))
+            best = ((share, midi), PartialSeries(midi, fitted, share, count))
+    return None if best is None else best[1]
+
+
+def _spectral_peaks(
+    power: np.ndarray, bin_hz: float, low_hz: float, high_hz: float, within_db: float
+) -> np.ndarray:
+    """Frequencies of the local maxima of `power` between `low_hz` and `high_hz` that lie
+    within `within_db` of the strongest one there, refined on the log spectrum."""
+    lo = max(1, int(low_hz / bin_hz))
+    hi = min(len(power) - 1, int(high_hz / bin_hz))
+    band = power[lo - 1 : hi + 1]
+    inner = band[1:-1]
+    is_peak = (inner > band[:-2]) & (inner >= band[2:])
+    if not is_peak.any():
+        return np.zeros(0)
+    k = np.flatnonzero(is_peak & (inner >= inner.max() * 10.0 ** (-within_db / 10.0))) + 1
+    a, b, c = (np.log(band[k + d] + 1e-30) for d in (-1, 0, 1))
+    curved = (a - 2.0 * b + c) < 0.0  # a true maximum of the parabola
+    offset = np.zeros(len(k))
+    offset[curved] = 0.5 * (a - c)[curved] / (a - 2.0 * b + c)[curved]
+    return (lo - 1 + k + offset) * bin_hz
