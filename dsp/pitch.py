@@ -412,10 +412,7 @@ class SpectralCheck:
         # Only a real peak, not the flank of a neighbour, and not 30 dB below the strongest.
         if k in (lo, hi - 1) or power[k] < 1e-3 * peak:
             return freq_hz
-        a, b, c = np.log(power[k - 1 : k + 2] + 1e-30)
-        denominator = a - 2 * b + c
-        offset = 0.5 * (a - c) / denominator if denominator < 0 else 0.0
-        return (k + offset) * bin_hz
+        return (k + float(_peak_offset(power, k))) * bin_hz
 
 
 def power_spectrum(samples: np.ndarray, min_fft: int = 4096) -> np.ndarray:
@@ -577,8 +574,14 @@ def _spectral_peaks(
     if not is_peak.any():
         return np.zeros(0)
     k = np.flatnonzero(is_peak & (inner >= inner.max() * 10.0 ** (-within_db / 10.0))) + 1
-    a, b, c = (np.log(band[k + d] + 1e-30) for d in (-1, 0, 1))
-    curved = (a - 2.0 * b + c) < 0.0  # a true maximum of the parabola
-    offset = np.zeros(len(k))
-    offset[curved] = 0.5 * (a - c)[curved] / (a - 2.0 * b + c)[curved]
-    return (lo - 1 + k + offset) * bin_hz
+    return (lo - 1 + k + _peak_offset(band, k)) * bin_hz
+
+
+def _peak_offset(power: np.ndarray, k: np.ndarray | int) -> np.ndarray:
+    """Where the peak at bin(s) `k` really lies, in bins from `k`: the vertex of a parabola
+    through the log power at k - 1, k, k + 1 (0 where the three do not curve down)."""
+    a, b, c = (np.log(power[np.asarray(k) + d] + 1e-30) for d in (-1, 0, 1))
+    curvature = a - 2.0 * b + c
+    return np.where(
+        curvature < 0.0, 0.5 * (a - c) / np.where(curvature < 0.0, curvature, -1.0), 0.0
+    )
