@@ -529,8 +529,8 @@ def partial_series_key(
     resonance under a weak-fundamental string (a sampled A0 whose first 90 ms are led by a
     74 Hz line that is no partial of it), while its partials 4-15 stand clear. aubio's
     spectral pitch methods (mcomb, fcomb, specacf, yinfft) named none of four such bass keys
-    of FluidR3_GM on the same 93 ms windows (2026-11-22); they take the strongest comb or
-    lag, which is the resonance or a partial, where this asks which series explains the peaks.
+    of FluidR3_GM on the same 93 ms windows (2026-11-22); this asks instead which key's
+    series explains the peaks.
     """
     low_hz = 0.9 * midi_to_freq(lowest_midi, a4_hz)
     top_hz = 20.0 * midi_to_freq(highest_midi, a4_hz)
