@@ -122,6 +122,12 @@ class ListenerParams:
     settle_drift_cents: float = 5.0  # ...when it moved this much since the window before...
     settle_window_s: float = 0.035  # ...in windows shorter than this (NoteListener._settling)
     settle_across_keys: bool = True  # ...and one near a key that moved there from another
+    newest_half: bool = True  # a short window is also read with its newest half as YIN's
+    newest_half_window_s: float = 0.035  # ...reference, in windows up to this long, for
+    newest_half_from_midi: float = 55.0  # ...estimates from this key up; that reading's
+    newest_half_margin: float = 0.05  # ...frequency wins when this much more periodic and
+    newest_half_semitones: float = 1.0  # ...within this many semitones (see
+    # NoteListener._estimate)
     octave_below_seen: bool = True  # see NoteListener._octave_below_seen
     bass_by_partials: bool = True  # a strike no window decided may be named, at the give-up,
     bass_by_partials_highest_midi: int = 47  # ...as a key up to this one whose partials...
@@ -349,7 +355,7 @@ class NoteListener:
         if pending.estimates and pending.estimates[-1].window == size:
             return  # nothing new to look at until the next window length fits
         window = self._buffer[self._filled - size : self._filled]
-        estimate = self._pitch.estimate(window, self.params.a4_hz)
+        estimate = self._estimate(window)
         if estimate is not None and self._below_lowest_key(estimate):
             estimate = self._within_key_range(window, estimate)
         if estimate is not None and self._may_be_stiff(estimate):
@@ -389,6 +395,51 @@ class NoteListener:
             return
         if size == self._pitch.longest:
             self._give_up_or_guess(pending, events)
+
+    def _estimate(self, window: np.ndarray) -> PitchEstimate | None:
+        """YIN's estimate over the newest window that fits, its frequency corrected where a
+        short window's start misleads it.
+
+        A window after a strike starts at the strike, and YIN takes the window's first half
+        as its reference: in a short window that is the string's first few milliseconds,
+        where a real piano's pitch has not settled. Each window grows from the same start,
+        so two of them agree on the same wrong reading: freepats' C6 read 83.21 and 83.57
+        in its first two windows (6 and 12 ms) and was named B5; G5 read 78.40 and 78.39
+        and was named F#5. Read with the newest half as the reference
+        (`newest_as_reference`) the 12 ms windows gave 84.13 and 79.04, and were more
+        periodic (0.95 against 0.72, 0.87 against 0.77). So in windows up to
+        `newest_half_window_s`, for estimates from `newest_half_from_midi` up, that
+        reading's frequency wins when it is `newest_half_margin` more periodic and within
+        `newest_half_semitones` (a nearer partial or subharmonic is not this rule's to
+        choose: without that bound a bass note's short window read a partial an octave or
+        more up).
+
+        The forward reading's confidence stays: it is what says how sure the window is.
+        With the newer reading's own confidence a top key in a room whose forward reading
+        was its subharmonic (sf_GMbank's F7, read F6 at 0.67) became sure enough that the
+        spectral check let the subharmonic stand. On the development pianos' isolated keys
+        13 of 44 wrong were named right and none the other way, with no later median or p95;
+        the margin, not 0, is what kept two room keys right (freepats' A4 and C5, read 0.03
+        and 0.02 more periodic half a key sharp)."""
+        p = self.params
+        estimate = self._pitch.estimate(window, p.a4_hz)
+        if (
+            not p.newest_half
+            or estimate is None
+            or estimate.window > p.newest_half_window_s * self.rate
+            or estimate.midi_float < p.newest_half_from_midi
+        ):
+            return estimate
+        newest = self._pitch.estimate(window, p.a4_hz, newest_as_reference=True)
+        if (
+            newest is None
+            or newest.confidence <= estimate.confidence + p.newest_half_margin
+            or abs(newest.midi_float - estimate.midi_float) >= p.newest_half_semitones
+        ):
+            return estimate
+        return PitchEstimate(
+            newest.freq_hz, estimate.confidence, newest.window, newest.midi_float, newest.periods
+        )
 
     def _below_lowest_key(self, estimate: PitchEstimate) -> bool:
         return estimate.midi_float < self.params.lowest_midi - 0.5
@@ -471,7 +522,7 @@ class NoteListener:
     ) -> PitchEstimate | None:
         """YIN on the window with what lies below `low_hz` and above `high_hz` taken out."""
         kept = band_passed(window, low_hz, high_hz, self.rate).astype(np.float32)
-        return self._pitch.estimate(kept, self.params.a4_hz)
+        return self._estimate(kept)
 
     def _may_be_subharmonic(self, estimate: PitchEstimate) -> bool:
         """Whether a low, unsure estimate may be the long period that a body resonance and
@@ -510,7 +561,7 @@ class NoteListener:
         clearly more periodic."""
         if combed is None:
             return window, estimate
-        other = self._pitch.estimate(combed, self.params.a4_hz)
+        other = self._estimate(combed)
         if other is None:
             return window, estimate
         margin = self.params.comb_margin

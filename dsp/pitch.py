@@ -155,12 +155,21 @@ class MultiWindowPitch:
         fitting = bisect_right(self.sizes, available)  # how many sizes are <= available
         return self.sizes[fitting - 1] if fitting else None
 
-    def estimate(self, samples: np.ndarray, a4_hz: float) -> PitchEstimate | None:
-        """Estimate over the newest `fitting_size(len(samples))` samples."""
+    def estimate(
+        self, samples: np.ndarray, a4_hz: float, newest_as_reference: bool = False
+    ) -> PitchEstimate | None:
+        """Estimate over the newest `fitting_size(len(samples))` samples.
+
+        YIN compares the window's first half with the samples a lag later, so the oldest
+        samples are its reference. With `newest_as_reference` it reads the window backwards:
+        the same difference function with the newest half as the reference, for a window
+        whose oldest samples may not yet show the pitch (a string's first milliseconds)."""
         size = self.fitting_size(len(samples))
         if size is None:
             return None
         window = samples[-size:]
+        if newest_as_reference:
+            window = window[::-1]
         detector = self._aubio.get(size)
         if detector is None:
             freq, confidence = yin(window, self.sample_rate, self.tolerance)
