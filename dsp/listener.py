@@ -7,6 +7,7 @@ level and noise floor, onset detection, multi-window pitch, and a note tracker w
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -77,6 +78,10 @@ class ListenerParams:
     bass_refine_partials: float = 10.0  # ...partials up to this one, which wins when this...
     bass_refine_margin: float = 0.1  # ...much more periodic and up to this many semitones...
     bass_refine_semitones: float = 0.75  # ...flatter (see NoteListener._bass_refined)
+    bass_refine_series: bool = True  # failing that, one this far over a key is asked whether
+    bass_refine_series_from: float = 0.3  # ...that key's stretched partials explain more of
+    bass_refine_series_explained: int = 6  # ...the peaks (at least this many) than the next
+    # key's (see NoteListener._bass_key_by_series)
     below_range_partials: int = 6  # a period longer than the lowest key's is searched again
     # under it, and the answer stands when this many of its first 8 partials ring (see
     # NoteListener._within_key_range)
@@ -1099,6 +1104,14 @@ class NoteListener:
         p = self.params
         if estimate.freq_hz >= p.bass_refine_below_hz or len(window) != estimate.window:
             return estimate
+        refined = self._bass_refined_by_yin(window, estimate)
+        if refined is not estimate or not p.bass_refine_series:
+            return refined
+        return self._bass_key_by_series(window, estimate)
+
+    def _bass_refined_by_yin(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
+        """YIN on the band of partials 2-10 (see `_bass_refined`)."""
+        p = self.params
         freq = estimate.freq_hz
         kept = band_passed(window, p.stiff_above * freq, p.bass_refine_partials * freq, self.rate)
         flattest_hz = freq * 2.0 ** (-p.bass_refine_semitones / 12.0)
@@ -1108,6 +1121,41 @@ class NoteListener:
             return estimate
         drop = estimate.midi_float - other.midi_float
         return other if 0.0 < drop < p.bass_refine_semitones else estimate
+
+    def _bass_key_by_series(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
+        """A decided bass estimate `bass_refine_series_from` or more over a key, when YIN on
+        the band did not win: which of that key and the next explains more of the window's
+        spectral peaks with its partials, stretched as a stiff string's
+        (`pitch.partial_series_key`). The stretch that pulls YIN sharp is fitted there, not
+        averaged into a period. In a room the band's YIN is seldom `bass_refine_margin` more
+        periodic (noise and reverberation fill it), and freepats' D1 read 26.59 (two thirds
+        of the way to D#1) at 0.51 and was named D#1; its first eight partials, each over its
+        number 36.6-37.2 Hz, fit D1 stretched. Ties go to the upper key (YIN's). On the
+        development pianos' isolated keys 8 estimates moved a key down, 6 of them to the
+        right key (A#0, B0 and D1 in the rooms), none from it; development bass melodies
+        gained 0.001-0.002 F1 dry and 0.000-0.001 in the rooms. Below `bass_refine_below_hz`
+        only: up to C3 the rooms' bass melodies lost 0.000-0.002."""
+        p = self.params
+        lower = math.floor(estimate.midi_float)
+        if estimate.midi_float - lower < p.bass_refine_series_from:
+            return estimate
+        power = power_spectrum(window)
+        bin_hz = self.rate / (2 * (len(power) - 1))
+        series = partial_series_key(
+            power,
+            bin_hz,
+            lower,
+            lower + 1,
+            p.a4_hz,
+            min_explained=p.bass_refine_series_explained,
+            min_share=0.0,
+        )
+        if series is None or series.midi != lower:
+            return estimate
+        midi_float = freq_to_midi(series.freq_hz, p.a4_hz)
+        periods = estimate.periods * series.freq_hz / estimate.freq_hz
+        confidence, window_size = estimate.confidence, estimate.window
+        return PitchEstimate(series.freq_hz, confidence, window_size, midi_float, periods)
 
     def _may_settle(self, window: int) -> bool:
         """Whether a window of this many analysis samples is short enough for an off-key

@@ -3,7 +3,8 @@ resonance under a string with a weak fundamental, the room's reverberation and n
 window is decided and, before `NoteListener._bass_by_partials`, the strike gave no note at all.
 At the give-up the key is named by the spectral peaks its partials explain
 (`pitch.partial_series_key`). Cases from the development harness (seeds in the ids); the
-synthetic spectra check the rule itself."""
+synthetic spectra check the rule itself. The same series, of a key and the next, also names a
+bass key whose stretched partials YIN read a key sharp (`NoteListener._bass_key_by_series`)."""
 
 from __future__ import annotations
 
@@ -114,3 +115,19 @@ def test_noise_as_the_stream_starts_is_not_named_a_bass_key():
     assert first["emitted_s"] > LEAD_S
     early = ListenerParams(bass_by_partials_after_s=0.0)
     assert transcribe_array(audio, RATE, early)[0]["midi"] == 25  # what the guard stops
+
+
+def test_bass_key_read_sharp_in_the_room_is_named_by_its_stretched_series(freepats):
+    """freepats' B0, soft, in a development room: YIN reads the stiff string's period short
+    (its upper partials run sharp), two thirds of the way to C1, and YIN on the band of
+    partials 2-10 is not clearly more periodic in the noise, so it was named C1. Which of the
+    two keys' stretched series explains more of the peaks names B0
+    (`NoteListener._bass_key_by_series`)."""
+    clip = three_seconds(freepats([Note(ONSET_S, 1.0, 23, 40)]))
+    audio = room_version(clip, SR, 3009104528)
+    first = first_note(audio)
+    assert first is not None and first["midi"] == 23, first
+    assert abs(first["cents"]) < 50.0
+    assert first["emitted_s"] - ONSET_S <= 0.1
+    before = transcribe_array(audio, SR, ListenerParams(bass_refine_series=False))[0]
+    assert before["midi"] == 24  # what it was named before
