@@ -129,7 +129,7 @@ class ListenerParams:
     settle_across_keys: bool = True  # ...and one near a key that moved there from another
     newest_half: bool = True  # a short window is also read with its newest half as YIN's
     newest_half_window_s: float = 0.035  # ...reference, in windows up to this long, for
-    newest_half_from_midi: float = 55.0  # ...estimates from this key up; that reading's
+    newest_half_from_midi: float = 64.0  # ...estimates from this key up; that reading's
     newest_half_margin: float = 0.05  # ...frequency wins when this much more periodic and
     newest_half_semitones: float = 1.0  # ...within this many semitones (see
     # NoteListener._estimate)
@@ -430,11 +430,19 @@ class NoteListener:
         spectral check let the subharmonic stand. On the development pianos' isolated keys
         13 of 44 wrong were named right and none the other way, with no later median or p95;
         the margin, not 0, is what kept two room keys right (freepats' A4 and C5, read 0.03
-        and 0.02 more periodic half a key sharp)."""
+        and 0.02 more periodic half a key sharp).
+
+        Only with no note sounding, and from E4 up: the key decided here is the one whose
+        frequency the legato comb then removes, and a few cents there moved what came next
+        (synthetic stiff strings, tests/test_stiff_strings.py: a new key over a ringing G3,
+        C#4 or D4, and one with its thump over C#5, came 52-72 ms late with the ringing key
+        read this way), while development melodies gained and lost notes both ways. No
+        development key below G#4 was mended by it."""
         p = self.params
         estimate = self._pitch.estimate(window, p.a4_hz)
         if (
             not p.newest_half
+            or self._sounding is not None
             or estimate is None
             or estimate.window > p.newest_half_window_s * self.rate
             or estimate.midi_float < p.newest_half_from_midi

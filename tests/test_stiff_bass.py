@@ -15,7 +15,9 @@ from notesight.dsp.listener import ListenerParams, NoteListener
 from notesight.dsp.music import freq_to_midi, midi_to_freq
 from notesight.dsp.pitch import PitchEstimate, yin
 
-UNREFINED = ListenerParams(bass_refine_below_hz=0.0)
+# Neither reading again (nor, since, the bass series that names most of these keys as well:
+# NoteListener._named_by_bass_series)
+UNREFINED = ListenerParams(bass_refine_below_hz=0.0, bass_series_check=False)
 
 
 def first_key(audio: np.ndarray, params: ListenerParams | None = None) -> int:
