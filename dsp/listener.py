@@ -19,6 +19,7 @@ from .music import freq_to_midi, midi_to_freq, midi_to_name
 from .onset import OnsetDetector, locate_strike
 from .pitch import (
     MultiWindowPitch,
+    PartialSeries,
     PitchEstimate,
     SpectralCheck,
     band_passed,
@@ -1436,24 +1437,37 @@ class NoteListener:
         p = self.params
         if not p.bass_by_partials or not self._series_may_speak(pending):
             return None
-        window = self._buffer[self._filled - self._pitch.longest : self._filled]
-        # 4x padding: the series of A0 lies 27.5 Hz apart
-        power = power_spectrum(window, 4 * len(window))
+        size = self._pitch.longest
+        series = self._newest_series(
+            size, p.bass_by_partials_highest_midi, p.bass_by_partials_share
+        )
+        return None if series is None else self._series_estimate(series, size)
+
+    def _newest_series(
+        self, size: int, highest_midi: int, min_share: float
+    ) -> PartialSeries | None:
+        """`pitch.partial_series_key` from the lowest key to `highest_midi` on the newest
+        `size` analysis samples, padded to 4x the longest window (the series of A0 lies
+        27.5 Hz apart), with `bass_by_partials_explained` peaks and `min_share`."""
+        p = self.params
+        window = self._buffer[self._filled - size : self._filled]
+        power = power_spectrum(window, 4 * self._pitch.longest)
         bin_hz = self.rate / (2 * (len(power) - 1))
-        series = partial_series_key(
+        return partial_series_key(
             power,
             bin_hz,
             p.lowest_midi,
-            p.bass_by_partials_highest_midi,
+            highest_midi,
             p.a4_hz,
             min_explained=p.bass_by_partials_explained,
-            min_share=p.bass_by_partials_share,
+            min_share=min_share,
         )
-        if series is None:
-            return None
-        midi_float = freq_to_midi(series.freq_hz, p.a4_hz)
-        periods = len(window) * series.freq_hz / self.rate
-        return PitchEstimate(series.freq_hz, series.share, len(window), midi_float, periods)
+
+    def _series_estimate(self, series: PartialSeries, size: int) -> PitchEstimate:
+        """A series' key as an estimate over `size` samples, its share as the confidence."""
+        midi_float = freq_to_midi(series.freq_hz, self.params.a4_hz)
+        periods = size * series.freq_hz / self.rate
+        return PitchEstimate(series.freq_hz, series.share, size, midi_float, periods)
 
     def _series_may_speak(self, pending: _PendingNote) -> bool:
         """Whether a partial series may name this strike's key (see `_bass_by_partials`)."""
@@ -1493,26 +1507,13 @@ class NoteListener:
             or not self._series_may_speak(pending)
         ):
             return e
-        window = self._buffer[self._filled - e.window : self._filled]
-        power = power_spectrum(window, 4 * self._pitch.longest)
-        bin_hz = self.rate / (2 * (len(power) - 1))
-        series = partial_series_key(
-            power,
-            bin_hz,
-            p.lowest_midi,
-            p.bass_series_highest_midi,
-            p.a4_hz,
-            min_explained=p.bass_by_partials_explained,
-            min_share=p.bass_series_share,
-        )
+        series = self._newest_series(e.window, p.bass_series_highest_midi, p.bass_series_share)
         if series is None or series.midi == named:
             return e
         ratio = midi_to_freq(named, p.a4_hz) / midi_to_freq(series.midi, p.a4_hz)
         if round(ratio) >= 1 and abs(ratio - round(ratio)) < 0.03 * ratio:
             return e  # the named key is a partial of the series' key
-        midi_float = freq_to_midi(series.freq_hz, p.a4_hz)
-        periods = len(window) * series.freq_hz / self.rate
-        return PitchEstimate(series.freq_hz, series.share, len(window), midi_float, periods)
+        return self._series_estimate(series, e.window)
 
     # -- note tracker -----------------------------------------------------------------------
     def _seconds(self, analysis_position: int) -> float:
