@@ -580,7 +580,7 @@ class NoteListener:
         clearly more periodic."""
         if combed is None:
             return window, estimate
-        other = self._estimate(combed)
+        other = self._pitch.estimate(combed, self.params.a4_hz)
         if other is None:
             return window, estimate
         margin = self.params.comb_margin
