@@ -551,11 +551,7 @@ def partial_series_key(
     for midi in range(lowest_midi, highest_midi + 1):
         f0 = midi_to_freq(midi, a4_hz)
         for stretch in _STRETCHES:
-            series = numbers * f0 * np.sqrt(1.0 + stretch * numbers**2)
-            in_band = (freqs >= 0.97 * f0) & (freqs <= 1.02 * series[-1])
-            off = 1200.0 * np.abs(np.log2(freqs[:, None] / series[None, :]))
-            nearest = off.argmin(axis=1)
-            explained = in_band & (off[np.arange(len(freqs)), nearest] <= cents)
+            explained, nearest, in_band = _explained_by(freqs, f0, stretch, partials, cents)
             count = int(np.count_nonzero(explained))
             odd = int(np.count_nonzero(explained & (nearest % 2 == 0)))  # index 0 is partial 1
             if count < min_explained or odd < 2:
@@ -568,6 +564,48 @@ def partial_series_key(
             fitted = float(np.clip(fitted, f0 * 2 ** (-0.49 / 12), f0 * 2 ** (0.49 / 12)))
             best = ((share, midi), PartialSeries(midi, fitted, share, count))
     return None if best is None else best[1]
+
+
+def partials_explained(
+    power: np.ndarray,
+    bin_hz: float,
+    midi: int,
+    lowest_midi: int,
+    highest_midi: int,
+    a4_hz: float,
+    *,
+    within_db: float = 25.0,
+    cents: float = 35.0,
+    partials: int = 16,
+) -> int:
+    """How many of the spectrum's peaks (as `partial_series_key` takes them between
+    `lowest_midi` and `highest_midi`) the first `partials` partials of `midi` explain, at
+    the string stiffness that explains the most."""
+    low_hz = 0.9 * midi_to_freq(lowest_midi, a4_hz)
+    top_hz = 20.0 * midi_to_freq(highest_midi, a4_hz)
+    freqs = _spectral_peaks(power, bin_hz, low_hz, top_hz, within_db)
+    if len(freqs) == 0:
+        return 0
+    f0 = midi_to_freq(midi, a4_hz)
+    return max(
+        int(np.count_nonzero(_explained_by(freqs, f0, stretch, partials, cents)[0]))
+        for stretch in _STRETCHES
+    )
+
+
+def _explained_by(
+    freqs: np.ndarray, f0: float, stretch: float, partials: int, cents: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which of the peaks `freqs` lie within `cents` of a partial of `f0` (partial n at
+    n * f0 * sqrt(1 + stretch n^2), up to `partials`), inside the series' band; the index of
+    each peak's nearest partial (0 is the first); and which lie in the band."""
+    numbers = np.arange(1, partials + 1)
+    series = numbers * f0 * np.sqrt(1.0 + stretch * numbers**2)
+    in_band = (freqs >= 0.97 * f0) & (freqs <= 1.02 * series[-1])
+    off = 1200.0 * np.abs(np.log2(freqs[:, None] / series[None, :]))
+    nearest = off.argmin(axis=1)
+    explained = in_band & (off[np.arange(len(freqs)), nearest] <= cents)
+    return explained, nearest, in_band
 
 
 def _spectral_peaks(

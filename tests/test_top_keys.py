@@ -14,6 +14,7 @@ from test_stiff_strings import LEAD_S, RATE, stiff_tone  # tests/ is on sys.path
 
 from notesight.device.transcribe import transcribe_array
 from notesight.dsp.augment import room_version
+from notesight.dsp.listener import ListenerParams
 from notesight.dsp.pitch import SpectralCheck
 
 ANALYSIS_RATE = RATE // 2  # what the listener analyses at 44.1 kHz (see analysis_factor)
@@ -129,3 +130,35 @@ def test_a_top_string_is_not_asked_for_over_yins_own_note():
     assert check.top_string_hz(window) == pytest.approx(2.03 * f6, rel=0.01)
     freq, _ = check.check(window, f6, 0.82)
     assert freq == pytest.approx(f6, rel=0.03)
+
+
+# (key, seed, knock level in dB, room, named before): the knock's rumble read as a bass key
+# whose series explains next to none of the strike's peaks (NoteListener._no_string_behind)
+RUMBLE_NAMED_BASS = [
+    (99, 2, -6, True, 46),
+    (101, 1, 0, False, 46),
+    (102, 2, 0, False, 41),
+    (104, 2, 0, False, 38),
+    (104, 4, 0, False, 29),
+]
+
+
+@pytest.mark.parametrize(("midi", "seed", "knock_db", "room", "before"), RUMBLE_NAMED_BASS)
+def test_a_knocks_rumble_is_no_bass_string(midi, seed, knock_db, room, before):
+    """No string is behind the rumble's period, so it is no note; later windows find the top
+    string (within the 100 ms YIN's longest window takes)."""
+    audio = knocked_key(midi, seed, knock_db, room)
+    first = transcribe_array(audio, RATE)[0]
+    assert first["midi"] == midi, first
+    assert first["emitted_s"] - LEAD_S <= 0.1
+    without = ListenerParams(bass_string_check=False)
+    assert transcribe_array(audio, RATE, without)[0]["midi"] == before  # what it was before
+
+
+def test_a_bass_string_explains_its_strike():
+    """A struck bass string (stiff, synthetic) is named its key: its partials explain the
+    strike's peaks."""
+    for midi in (28, 33, 40, 45):
+        audio = stiff_tone(midi, seconds=1.0)
+        first = transcribe_array(audio, RATE)[0]
+        assert first["midi"] == midi, first
