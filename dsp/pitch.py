@@ -541,23 +541,12 @@ def partial_series_key(
     of FluidR3_GM on the same 93 ms windows (2026-11-22); this asks instead which key's
     series explains the peaks.
     """
-    low_hz = 0.9 * midi_to_freq(lowest_midi, a4_hz)
-    top_hz = 20.0 * midi_to_freq(highest_midi, a4_hz)
-    freqs = _spectral_peaks(power, bin_hz, low_hz, top_hz, within_db)
+    freqs = _series_peaks(power, bin_hz, lowest_midi, highest_midi, a4_hz, within_db)
     if len(freqs) < min_explained:
         return None
-    # Every key and stiffness at once (keys x stiffnesses x peaks x partials): the loop over
-    # them cost 13 % of `transcribe`'s time on melodies and keys (126x against 145x real time).
-    numbers = np.arange(1, partials + 1)
     midis = np.arange(lowest_midi, highest_midi + 1)
     f0s = midi_to_freq(midis.astype(float), a4_hz)
-    stretches = np.asarray(_STRETCHES)
-    factors = numbers * np.sqrt(1.0 + stretches[:, None] * numbers**2)  # stiffness x partial
-    series = f0s[:, None, None] * factors[None, :, :]  # key x stiffness x partial
-    in_band = (freqs >= 0.97 * f0s[:, None, None]) & (freqs <= 1.02 * series[:, :, -1:])
-    off = 1200.0 * np.abs(np.log2(freqs[None, None, :, None] / series[:, :, None, :]))
-    nearest = off.argmin(axis=3)
-    explained = in_band & (np.take_along_axis(off, nearest[..., None], axis=3)[..., 0] <= cents)
+    explained, nearest, in_band = _explained_by(freqs, f0s, partials, cents)
     count = explained.sum(axis=2)
     odd = (explained & (nearest % 2 == 0)).sum(axis=2)  # index 0 is partial 1
     share = count / np.maximum(in_band.sum(axis=2), 1)
@@ -568,8 +557,8 @@ def partial_series_key(
     candidates = np.argwhere(valid)
     k, s = max(candidates, key=lambda ks: (share[ks[0], ks[1]], ks[0], -ks[1]))
     kept = explained[k, s]
-    n = numbers[nearest[k, s][kept]]
-    fitted = float(np.median(freqs[kept] / (n * np.sqrt(1.0 + stretches[s] * n**2))))
+    n = nearest[k, s][kept] + 1
+    fitted = float(np.median(freqs[kept] / (n * np.sqrt(1.0 + _STRETCHES[s] * n**2))))
     f0 = float(f0s[k])
     fitted = float(np.clip(fitted, f0 * 2 ** (-0.49 / 12), f0 * 2 ** (0.49 / 12)))
     return PartialSeries(int(midis[k]), fitted, float(share[k, s]), int(count[k, s]))
@@ -590,30 +579,45 @@ def partials_explained(
     """How many of the spectrum's peaks (as `partial_series_key` takes them between
     `lowest_midi` and `highest_midi`) the first `partials` partials of `midi` explain, at
     the string stiffness that explains the most."""
-    low_hz = 0.9 * midi_to_freq(lowest_midi, a4_hz)
-    top_hz = 20.0 * midi_to_freq(highest_midi, a4_hz)
-    freqs = _spectral_peaks(power, bin_hz, low_hz, top_hz, within_db)
+    freqs = _series_peaks(power, bin_hz, lowest_midi, highest_midi, a4_hz, within_db)
     if len(freqs) == 0:
         return 0
-    f0 = midi_to_freq(midi, a4_hz)
-    return max(
-        int(np.count_nonzero(_explained_by(freqs, f0, stretch, partials, cents)[0]))
-        for stretch in _STRETCHES
-    )
+    f0s = np.array([midi_to_freq(midi, a4_hz)])
+    return int(_explained_by(freqs, f0s, partials, cents)[0].sum(axis=2).max())
+
+
+def _series_peaks(
+    power: np.ndarray,
+    bin_hz: float,
+    lowest_midi: int,
+    highest_midi: int,
+    a4_hz: float,
+    within_db: float,
+) -> np.ndarray:
+    """The peaks a partial series is fitted on: from just under the lowest key to the 20th
+    partial of the highest, within `within_db` of the strongest (`_spectral_peaks`)."""
+    low_hz = 0.9 * midi_to_freq(lowest_midi, a4_hz)
+    top_hz = 20.0 * midi_to_freq(highest_midi, a4_hz)
+    return _spectral_peaks(power, bin_hz, low_hz, top_hz, within_db)
 
 
 def _explained_by(
-    freqs: np.ndarray, f0: float, stretch: float, partials: int, cents: float
+    freqs: np.ndarray, f0s: np.ndarray, partials: int, cents: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Which of the peaks `freqs` lie within `cents` of a partial of `f0` (partial n at
-    n * f0 * sqrt(1 + stretch n^2), up to `partials`), inside the series' band; the index of
-    each peak's nearest partial (0 is the first); and which lie in the band."""
+    """For every fundamental in `f0s` and stiffness in `_STRETCHES` (partial n at
+    n * f0 * sqrt(1 + B n^2), up to `partials`), arrays of key x stiffness x peak: which of
+    the peaks `freqs` lie within `cents` of a partial, inside the series' band; the index of
+    each peak's nearest partial (0 is the first); and which lie in the band. All at once:
+    a loop over keys and stiffnesses cost 13 % of `transcribe`'s time on melodies and keys
+    (126x against 145x real time)."""
     numbers = np.arange(1, partials + 1)
-    series = numbers * f0 * np.sqrt(1.0 + stretch * numbers**2)
-    in_band = (freqs >= 0.97 * f0) & (freqs <= 1.02 * series[-1])
-    off = 1200.0 * np.abs(np.log2(freqs[:, None] / series[None, :]))
-    nearest = off.argmin(axis=1)
-    explained = in_band & (off[np.arange(len(freqs)), nearest] <= cents)
+    stretches = np.asarray(_STRETCHES)
+    factors = numbers * np.sqrt(1.0 + stretches[:, None] * numbers**2)  # stiffness x partial
+    series = f0s[:, None, None] * factors[None, :, :]  # key x stiffness x partial
+    in_band = (freqs >= 0.97 * f0s[:, None, None]) & (freqs <= 1.02 * series[:, :, -1:])
+    off = 1200.0 * np.abs(np.log2(freqs[None, None, :, None] / series[:, :, None, :]))
+    nearest = off.argmin(axis=3)
+    explained = in_band & (np.take_along_axis(off, nearest[..., None], axis=3)[..., 0] <= cents)
     return explained, nearest, in_band
 
 
