@@ -440,10 +440,10 @@ class NoteListener:
 
         Only with no note sounding, and from E4 up: the key decided here is the one whose
         frequency the legato comb then removes, and a few cents there moved what came next
-        (synthetic stiff strings, tests/test_stiff_strings.py: a new key over a ringing G3,
-        C#4 or D4, and one with its thump over C#5, came 52-72 ms late with the ringing key
-        read this way), while development melodies gained and lost notes both ways. No
-        development key below G#4 was mended by it."""
+        (synthetic stiff strings, tests/test_stiff_strings.py: new keys over a ringing G3 and
+        D4 came 52 and 57 ms late with the ringing key read this way, one over C#4 came
+        sooner), while development melodies gained and lost notes both ways. No development
+        key below G#4 was mended by it."""
         p = self.params
         estimate = self._pitch.estimate(window, p.a4_hz)
         if (
