@@ -258,6 +258,8 @@ class NoteListener:
         self._run_window = 2.0 * self.rate / midi_to_freq(p.lowest_midi, p.a4_hz)
         self._pending: _PendingNote | None = None
         self._sounding: _SoundingNote | None = None
+        # ((analysis position, size), power, bin width): see _newest_spectrum
+        self._newest_power: tuple[tuple[int, int], np.ndarray, float] | None = None
         self.level_dbfs = -120.0
 
     @property
@@ -1459,9 +1461,7 @@ class NoteListener:
         `size` analysis samples, padded to 4x the longest window (the series of A0 lies
         27.5 Hz apart), with `bass_by_partials_explained` peaks and `min_share`."""
         p = self.params
-        window = self._buffer[self._filled - size : self._filled]
-        power = power_spectrum(window, 4 * self._pitch.longest)
-        bin_hz = self.rate / (2 * (len(power) - 1))
+        power, bin_hz = self._newest_spectrum(size)
         return partial_series_key(
             power,
             bin_hz,
@@ -1471,6 +1471,19 @@ class NoteListener:
             min_explained=p.bass_by_partials_explained,
             min_share=min_share,
         )
+
+    def _newest_spectrum(self, size: int) -> tuple[np.ndarray, float]:
+        """Power spectrum of the newest `size` analysis samples, padded to 4x the longest
+        window, and its bin width. Kept for the hop: a decision asks for the same one up to
+        three times (`_accept`, then `_named_by_bass_series` and `_no_string_behind`)."""
+        cached = self._newest_power
+        if cached is not None and cached[0] == (self._position, size):
+            return cached[1], cached[2]
+        window = self._buffer[self._filled - size : self._filled]
+        power = power_spectrum(window, 4 * self._pitch.longest)
+        bin_hz = self.rate / (2 * (len(power) - 1))
+        self._newest_power = ((self._position, size), power, bin_hz)
+        return power, bin_hz
 
     def _series_estimate(self, series: PartialSeries, size: int) -> PitchEstimate:
         """A series' key as an estimate over `size` samples, its share as the confidence."""
@@ -1547,18 +1560,12 @@ class NoteListener:
             return False
         if self._sounding is not None:
             return False
-        window = self._buffer[self._filled - e.window : self._filled]
-        power = power_spectrum(window, 4 * self._pitch.longest)
-        bin_hz = self.rate / (2 * (len(power) - 1))
-        return (
-            max(
-                partials_explained(
-                    power, bin_hz, key, p.lowest_midi, p.bass_series_highest_midi, p.a4_hz
-                )
-                for key in (named, named - 1)
-            )
-            < p.bass_string_explained
+        power, bin_hz = self._newest_spectrum(e.window)
+        keys = (named, named - 1)
+        explained = partials_explained(
+            power, bin_hz, keys, p.lowest_midi, p.bass_series_highest_midi, p.a4_hz
         )
+        return explained < p.bass_string_explained
 
     # -- note tracker -----------------------------------------------------------------------
     def _seconds(self, analysis_position: int) -> float:

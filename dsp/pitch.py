@@ -8,6 +8,7 @@ samples after the strike, in the longest window from `window_sizes` that fits.
 from __future__ import annotations
 
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -567,7 +568,7 @@ def partial_series_key(
 def partials_explained(
     power: np.ndarray,
     bin_hz: float,
-    midi: int,
+    midis: Sequence[int],
     lowest_midi: int,
     highest_midi: int,
     a4_hz: float,
@@ -577,12 +578,12 @@ def partials_explained(
     partials: int = 16,
 ) -> int:
     """How many of the spectrum's peaks (as `partial_series_key` takes them between
-    `lowest_midi` and `highest_midi`) the first `partials` partials of `midi` explain, at
-    the string stiffness that explains the most."""
+    `lowest_midi` and `highest_midi`) the first `partials` partials of one of `midis`
+    explain: the most, over those keys and the string stiffnesses."""
     freqs = _series_peaks(power, bin_hz, lowest_midi, highest_midi, a4_hz, within_db)
     if len(freqs) == 0:
         return 0
-    f0s = np.array([midi_to_freq(midi, a4_hz)])
+    f0s = midi_to_freq(np.asarray(midis, dtype=float), a4_hz)
     return int(_explained_by(freqs, f0s, partials, cents)[0].sum(axis=2).max())
 
 
