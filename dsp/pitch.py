@@ -342,14 +342,14 @@ class SpectralCheck:
         strongest = float(power[1:].max())
         return self._refine(power, bin_hz, freq_hz, strongest), dominance
 
-    def top_string_hz(self, samples: np.ndarray) -> float | None:
+    def top_string_hz(self, samples: np.ndarray, floor_hz: float = 100.0) -> float | None:
         """The frequency of a top string that stands out of the window (see
         `_string_share`): its strongest line from `partial_max_hz` to `top_hz`, when that is
-        stronger by `string_margin` than any other line above 100 Hz; else None."""
+        stronger by `string_margin` than any other line above `floor_hz`; else None."""
         power, bin_hz = self._power(samples)
         low = int(self.partial_max_hz / bin_hz)
         peak = low + int(np.argmax(power[low : int(self.top_hz / bin_hz) + 1]))
-        return peak * bin_hz if self._stands_out(power, bin_hz, peak) else None
+        return peak * bin_hz if self._stands_out(power, bin_hz, peak, floor_hz) else None
 
     def _power(self, samples: np.ndarray) -> tuple[np.ndarray, float]:
         """Power of the Hann-windowed window, zero-padded to at least 4x (and 8192 points)
@@ -358,16 +358,18 @@ class SpectralCheck:
         n_fft = max(8192, 1 << (4 * window - 1).bit_length())
         return np.abs(np.fft.rfft(samples * hann(window), n_fft)) ** 2, self.sample_rate / n_fft
 
-    def _stands_out(self, power: np.ndarray, bin_hz: float, peak: int) -> bool:
+    def _stands_out(
+        self, power: np.ndarray, bin_hz: float, peak: int, floor_hz: float = 100.0
+    ) -> bool:
         """Whether the line at `peak` is in the top octaves (`partial_max_hz`..`top_hz`) and
-        stronger by `string_margin` than any other line above 100 Hz but its own second
+        stronger by `string_margin` than any other line above `floor_hz` but its own second
         partial (stretched by up to 5 %)."""
         if not self.partial_max_hz <= peak * bin_hz <= self.top_hz:
             return False
         line, second = _string_lines(peak)
         others = np.concatenate(
             [
-                power[int(100.0 / bin_hz) : line.start],
+                power[int(floor_hz / bin_hz) : line.start],
                 power[line.stop : second.start],
                 power[second.stop :],
             ]

@@ -162,3 +162,30 @@ def test_a_bass_string_explains_its_strike():
         audio = stiff_tone(midi, seconds=1.0)
         first = transcribe_array(audio, RATE)[0]
         assert first["midi"] == midi, first
+
+
+# (key, seed, knock level in dB, room): the knock outweighed the top string in every window
+# from the strike; the newest 30 ms of the longer windows show the string alone above the
+# thump (NoteListener._top_string_rings_on). No note without that look.
+RINGS_ON_PAST_THE_KNOCK = [(100, 4, 0, False), (106, 4, 0, True)]
+
+
+@pytest.mark.parametrize(("midi", "seed", "knock_db", "room"), RINGS_ON_PAST_THE_KNOCK)
+def test_a_top_string_that_rings_on_past_its_knock_is_named(midi, seed, knock_db, room):
+    audio = knocked_key(midi, seed, knock_db, room)
+    first = transcribe_array(audio, RATE)[0]
+    assert first["midi"] == midi, first
+    assert first["emitted_s"] - LEAD_S <= 0.1
+    assert transcribe_array(audio, RATE, ListenerParams(top_rings_on=False)) == []
+
+
+def test_a_top_string_stretched_sharp_of_c8_is_c8():
+    """A top string 88 cents over C8 (stiff_tone at 108.6: its stiffness adds 28 cents), as a
+    grand's stretched top octave can be (Salamander's C8 rings 87 cents sharp): C8, with its
+    cents. With the range ending half a key over C8 it gave no note."""
+    audio = knocked(108.6, 1, 0)  # a pitch between keys: stiff_tone takes any
+    first = transcribe_array(audio, RATE)[0]
+    assert first["midi"] == 108, first
+    assert first["name"] == "C8"
+    assert first["cents"] == pytest.approx(88, abs=3)
+    assert transcribe_array(audio, RATE, ListenerParams(top_reach_semitones=0.5)) == []
