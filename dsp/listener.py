@@ -1318,15 +1318,18 @@ class NoteListener:
     def _top_string_stands_out(self, window: np.ndarray, e: PitchEstimate) -> bool:
         """Whether the estimate is a top string that stands out of the window (see
         `SpectralCheck.top_string_hz`): the strongest line above 100 Hz by 3 dB, on the
-        estimate's key. What lies below it is then its own hammer's knock and the body's
+        estimate's key, or so in the window's newest samples (`_top_string_rings_on`). What
+        lies below it is then its own hammer's knock and the body's
         rumble, which a soft top key hardly outweighs in the first tens of ms (and whose
         strongest peak is far over `max_peak_below` of the string). On the key, not within
         a few %: up there a semitone is 6 %, and YIN's early estimate of a top string can lie
         most of a semitone sharp of its line."""
+        return self._top_string_rings_on(e) or self._top_string_in_window(window, e)
+
+    def _top_string_in_window(self, window: np.ndarray, e: PitchEstimate) -> bool:
+        """`_top_string_stands_out` over the whole window."""
         if e.freq_hz < self._spectral.partial_max_hz:
             return False
-        if self._top_string_rings_on(e):
-            return True
         string_hz = self._spectral.top_string_hz(window)
         a4_hz = self.params.a4_hz
         return string_hz is not None and round(freq_to_midi(string_hz, a4_hz)) == round(
@@ -1374,7 +1377,7 @@ class NoteListener:
         the line an octave down held 0.4 of it."""
         if self._top_string_rings_on(e):
             return True
-        if not self._top_string_stands_out(window, e):
+        if not self._top_string_in_window(window, e):
             return False
         return octave_below(window, e.freq_hz, round(self.rate)) < self.params.max_peak_below
 
