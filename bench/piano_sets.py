@@ -122,14 +122,27 @@ def melody(seed: int) -> list[Note]:
     return [Note(on, end - on, key, velocity) for on, end, key, velocity in rows]
 
 
-def melodies(piano: str, count: int, cache: Path) -> list[Clip]:
+def held_into_the_next(notes: list[Note], overlap_s: float) -> list[Note]:
+    """The line played with finger legato: each key let go `overlap_s` after the next one is
+    struck (a repeated key is let go before it is struck again)."""
+    held = []
+    for note, after in zip(notes, [*notes[1:], None], strict=True):
+        extra = overlap_s if after is not None and after.midi != note.midi else 0.0
+        held.append(Note(note.onset_s, note.duration_s + extra, note.midi, note.velocity))
+    return held
+
+
+def melodies(piano: str, count: int, cache: Path, overlap_s: float = 0.0) -> list[Clip]:
+    """`count` melodies (`melody`, seeds 1000 on), dry and in the room; with `overlap_s`, each
+    key held that long into the next (`held_into_the_next`), as dataset "overlap"."""
     soundfont = find_soundfont(piano)
+    dataset = "overlap" if overlap_s > 0.0 else "melody"
     clips = []
     for k in range(count):
-        notes = melody(1000 + k)
-        label = f"melody{k}_{piano}"
+        notes = held_into_the_next(melody(1000 + k), overlap_s)
+        label = f"{dataset}{k}_{piano}"
         audio = render_notes_cached(notes, soundfont, cache, SAMPLE_RATE, label=label)
-        clips.append(Clip("melody", piano, "dry", f"melody{k}", audio, SAMPLE_RATE, tuple(notes)))
+        clips.append(Clip(dataset, piano, "dry", f"{dataset}{k}", audio, SAMPLE_RATE, tuple(notes)))
     return dry_and_room(clips)
 
 
