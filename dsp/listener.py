@@ -1127,7 +1127,7 @@ class NoteListener:
         `agree_semitones`), each with at least `run_confidence`."""
         p = self.params
         if p.run_windows < 2:
-            return False  # no runs, as in _steady_run
+            return False  # under two windows no run counts
         found = [
             abs(e.midi_float - midi_float) < p.agree_semitones and e.confidence >= p.run_confidence
             for e in estimates
@@ -1276,11 +1276,7 @@ class NoteListener:
         latest = run[-1]
         short = run[0].window < self._run_window
         # The cheap test first: the top string's test below takes a spectrum.
-        if not all(
-            e.confidence >= p.run_confidence
-            and abs(e.midi_float - latest.midi_float) < p.agree_semitones
-            for e in run
-        ):
+        if not self._run_seen(run, latest.midi_float):
             return False
         window = self._buffer[self._filled - latest.window : self._filled]
         if (
