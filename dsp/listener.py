@@ -27,6 +27,7 @@ from .pitch import (
     harmonic_energies,
     missing_harmonic_factor,
     octave_below,
+    odd_half_partials,
     partial_series_key,
     partials_explained,
     peak_below,
@@ -163,6 +164,11 @@ class ListenerParams:
     run_short_cents: float = 35.0  # when the latest holds this many periods of its note and
     # lies this close to a key
     octave_above_by_run: bool = True  # a steady run shows the octave up (_octave_above_seen)
+    bass_odd_check: bool = True  # with no note sounding, a note decided under this...
+    bass_odd_below_hz: float = 140.0  # ...frequency is the string an octave down when this...
+    bass_odd_peaks: int = 3  # ...many spectral peaks lie on odd multiples of its half, and the
+    bass_odd_periods: float = 1.5  # window holds this many periods of the lower string (see
+    # NoteListener._string_an_octave_down)
     release_drop_db: float = 40.0  # note-off when the level falls this far below its peak
     release_above_floor_db: float = 6.0
     velocity_floor_dbfs: float = -60.0  # level that maps to velocity 1
@@ -402,8 +408,10 @@ class NoteListener:
             pending.estimates.append(estimate)
             if self._accept(pending.estimates):
                 if not self._settling(pending.estimates):
-                    estimate = self._octave_above_seen(window, estimate, pending.estimates)
-                    estimate = self._bass_refined(window, estimate)
+                    lifted = self._octave_above_seen(window, estimate, pending.estimates)
+                    if lifted is estimate:  # what the windows read outranks the odd peaks
+                        lifted = self._string_an_octave_down(window, estimate)
+                    estimate = self._bass_refined(window, lifted)
                     self._start_note(pending, estimate, events)
                     self._pending = None
                     return
@@ -1193,6 +1201,46 @@ class NoteListener:
         if refined is not estimate or not p.bass_refine_series:
             return refined
         return self._bass_key_by_series(window, estimate)
+
+    def _string_an_octave_down(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
+        """A bass estimate, or the string an octave under it when the window's spectrum holds
+        `bass_odd_peaks` peaks on odd multiples of half its frequency (1.5, 2.5, 3.5 ... times
+        it: `pitch.odd_half_partials`), which are partials of the lower string and of no
+        string at the estimate.
+
+        A bass string whose second partial leads and whose fundamental is all but silent
+        reads as its octave: YIN's first dip is the half period when the window's first
+        half is still the strike and the full period repeats no better. FluidR3_GM's D#1
+        (fundamental 38 dB under the second partial, the third and fifth 11-14 dB under it)
+        read D#2 at 0.60 in its 70-75 ms windows and was named D#2 at both velocities; four
+        of its odd partials stood as peaks. The series check of `_named_by_bass_series`
+        leaves octaves alone, since a lower series explains all of an upper one's peaks;
+        this asks only for the peaks the upper one cannot explain. Three of them, and a
+        window that holds `bass_odd_periods` of the lower string: with two, or in windows
+        too short to part the partials, right keys on the development pianos moved down
+        (TimGM6mb's F#2 in a room; freepats' A1). Not when `_octave_above_seen` lifted the
+        estimate: a room's noise makes peaks too, and a TimGM6mb C#2 in a room
+        (tests/test_room_keys.py), read C#1 and lifted, went back down. On the development
+        pianos' keys one note changed, to right (freepats' A0 soft in a room, named A1
+        before); melodies, knocked top keys and synthetic stiff strings did not change. The
+        cases came from the benchmark. Only with no note sounding: a ringing string's
+        partials may lie on those multiples."""
+        p = self.params
+        if (
+            not p.bass_odd_check
+            or self._sounding is not None
+            or estimate.freq_hz >= p.bass_odd_below_hz
+            or len(window) != estimate.window
+        ):
+            return estimate
+        lower = _octaves_moved(estimate, -1)
+        if not self._in_range(lower) or lower.periods < p.bass_odd_periods:
+            return estimate
+        power = power_spectrum(window)
+        bin_hz = self.rate / (2 * (len(power) - 1))
+        if odd_half_partials(power, bin_hz, estimate.freq_hz) < p.bass_odd_peaks:
+            return estimate
+        return lower
 
     def _bass_refined_by_yin(self, window: np.ndarray, estimate: PitchEstimate) -> PitchEstimate:
         """YIN on the band of partials 2-10 (see `_bass_refined`)."""

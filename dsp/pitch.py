@@ -589,6 +589,30 @@ def partials_explained(
     return int(_explained_by(freqs, f0s, partials, cents)[0].sum(axis=2).max())
 
 
+def odd_half_partials(
+    power: np.ndarray,
+    bin_hz: float,
+    freq_hz: float,
+    *,
+    top: float = 8.0,
+    within_db: float = 25.0,
+    cents: float = 35.0,
+) -> int:
+    """How many of the spectrum's peaks (within `within_db` of the strongest from just under
+    half of `freq_hz` to `top` times it) lie within `cents` of an odd multiple of half of
+    `freq_hz` from the third on: 1.5, 2.5, 3.5 ... times it. A string at `freq_hz` has no
+    partial there; a string an octave down has its odd partials there. A lower string's
+    first partial is left out: a body mode or the thump may sit under any note."""
+    half = 0.5 * freq_hz
+    peaks = _spectral_peaks(power, bin_hz, 0.9 * half, (top + 0.6) * freq_hz, within_db)
+    if len(peaks) == 0:
+        return 0
+    ratio = peaks / half
+    number = np.maximum(np.round(ratio), 1.0)
+    near = np.abs(1200.0 * np.log2(ratio / number)) <= cents
+    return int(np.count_nonzero(near & (number % 2 == 1) & (number >= 3)))
+
+
 def _series_peaks(
     power: np.ndarray,
     bin_hz: float,
