@@ -409,9 +409,13 @@ class NoteListener:
             if self._accept(pending.estimates):
                 if not self._settling(pending.estimates):
                     lifted = self._octave_above_seen(window, estimate, pending.estimates)
-                    if lifted is estimate:  # what the windows read outranks the odd peaks
-                        lifted = self._string_an_octave_down(window, estimate)
-                    estimate = self._bass_refined(window, lifted)
+                    # what the windows read outranks the odd peaks (_string_an_octave_down)
+                    estimate = (
+                        lifted
+                        if lifted is not estimate
+                        else self._string_an_octave_down(window, estimate)
+                    )
+                    estimate = self._bass_refined(window, estimate)
                     self._start_note(pending, estimate, events)
                     self._pending = None
                     return
@@ -1236,8 +1240,7 @@ class NoteListener:
         lower = _octaves_moved(estimate, -1)
         if not self._in_range(lower) or lower.periods < p.bass_odd_periods:
             return estimate
-        power = power_spectrum(window)
-        bin_hz = self.rate / (2 * (len(power) - 1))
+        power, bin_hz = self._newest_spectrum(estimate.window)  # the window's own samples
         if odd_half_partials(power, bin_hz, estimate.freq_hz) < p.bass_odd_peaks:
             return estimate
         return lower
