@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_piano import first_notes, keys_render
 
 from notesight.device.synth import Note
 from notesight.device.transcribe import transcribe_array
@@ -65,11 +66,4 @@ def test_fluidr3_d_sharp_1_is_not_named_an_octave_up(piano, velocity):
 def test_bass_keys_with_their_fundamental_stay_where_they_are(piano):
     """Keys whose string is at the reading keep it: C2-B2 on the development piano."""
     keys = list(range(36, 48))
-    notes = tuple(Note(0.5 + 2.5 * i, 1.2, m, 90) for i, m in enumerate(keys))
-    found = transcribe_array(piano(notes, "TimGM6mb"), SR)
-    firsts = []
-    for i in range(len(keys)):
-        t0 = 0.5 + 2.5 * i
-        in_slot = [n["midi"] for n in found if t0 - 0.1 <= n["onset_s"] < t0 + 2.4]
-        firsts.append(in_slot[0] if in_slot else None)
-    assert firsts == keys
+    assert first_notes(keys_render(piano, keys, 90, "TimGM6mb"), keys) == keys
