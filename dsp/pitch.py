@@ -465,6 +465,49 @@ def ringing_partials(
     return int(np.count_nonzero(energies >= power.max() * 10.0 ** (-within_db / 10.0)))
 
 
+def lone_partial(
+    power: np.ndarray,
+    bin_hz: float,
+    freq_hz: float,
+    low_hz: float,
+    high_hz: float,
+    neighbour_ratio: float,
+    divisor_ratio: float,
+) -> tuple[float, float] | None:
+    """(frequency, power) of the strongest line from `low_hz` to `high_hz` when it lies on a
+    harmonic n >= 4 of `freq_hz` that stands alone: harmonics n - 1 and n + 1 under
+    `neighbour_ratio` of its power, the fundamental under it, and, for each divisor d of n,
+    the partials below it of a string at line / d (harmonics n / d, 2 n / d ...) under
+    `divisor_ratio` of it. Else None.
+
+    A string's partials fall off smoothly with their number (a hammer's position cuts a
+    notch, not a lone peak), so such a line is no partial of `freq_hz`: it is a string of its
+    own whose subharmonic YIN took. Unless it is the d-th partial of a real string at
+    line / d, whose partials are harmonics of `freq_hz` too, and loud: a synthetic knocked
+    F#5 read as F#4 had its third partial alone among F#4's 5th-7th harmonics, its own
+    fundamental 10 dB and its second partial 2 dB under it."""
+    low, high = int(low_hz / bin_hz), min(len(power) - 1, int(high_hz / bin_hz))
+    if high - low < 3:
+        return None
+    peak = low + int(np.argmax(power[low:high]))
+    if peak == low or power[peak + 1] > power[peak]:
+        return None  # the flank of a line outside the range, not a line
+    n = whole_multiple(peak * bin_hz / freq_hz)
+    if n < 4:
+        return None
+    energies = harmonic_energies(power, bin_hz, freq_hz, (n + 1.5) * freq_hz)
+    if len(energies) < n + 1:
+        return None
+    line = float(power[peak])
+    if max(energies[n - 2], energies[n]) > neighbour_ratio * line or energies[0] > line:
+        return None
+    for d in range(2, n):
+        # a string at line / d: its partials below the line are every (n / d)-th harmonic
+        if n % d == 0 and energies[n // d - 1 : n - 1 : n // d].max() > divisor_ratio * line:
+            return None
+    return (peak + float(_peak_offset(power, peak))) * bin_hz, line
+
+
 def split_by_multiples(energies: np.ndarray, k: int) -> tuple[float, float]:
     """(energy of harmonics 1, 2, ... that are multiples of k, energy of the others)."""
     multiple, other = _multiples_of(len(energies), k)

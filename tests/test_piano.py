@@ -18,9 +18,11 @@ SR = 44100
 SPACING_S = 2.5
 
 
-def first_notes(audio: np.ndarray, keys: list[int]) -> list[int | None]:
+def first_notes(
+    audio: np.ndarray, keys: list[int], params: ListenerParams | None = None
+) -> list[int | None]:
     """The first note found in each key's slot of a keys-one-after-another render."""
-    found = transcribe_array(audio, SR)
+    found = transcribe_array(audio, SR, params=params)
     firsts = []
     for i in range(len(keys)):
         t0 = 0.5 + SPACING_S * i
