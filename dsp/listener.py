@@ -904,7 +904,8 @@ class NoteListener:
         room named right at 22-28 ms (D4, D#4, D4 before); its soft G7 in a room, where a
         knock mode outlasts the string by far, gives no note instead of D4."""
         p = self.params
-        if estimate.freq_hz < p.lone_top_from_hz:
+        # over a 3.5th of the top no line up there is the estimate's 4th harmonic or higher
+        if not p.lone_top_from_hz <= estimate.freq_hz <= self._spectral.top_hz / 3.5:
             return estimate
         power = power_spectrum(window)
         bin_hz = self.rate / (2 * (len(power) - 1))
