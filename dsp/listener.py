@@ -907,8 +907,7 @@ class NoteListener:
         # over a 3.5th of the top no line up there is the estimate's 4th harmonic or higher
         if not p.lone_top_from_hz <= estimate.freq_hz <= self._spectral.top_hz / 3.5:
             return estimate
-        power = power_spectrum(window)
-        bin_hz = self.rate / (2 * (len(power) - 1))
+        power, bin_hz = self._spectrum(window)
         line = lone_partial(
             power,
             bin_hz,
@@ -1014,8 +1013,7 @@ class NoteListener:
         combed = self._combed(size)
         if combed is None:
             return False
-        power = power_spectrum(combed)
-        bin_hz = self.rate / (2 * (len(power) - 1))
+        power, bin_hz = self._spectrum(combed)
         at_estimate = harmonic_energies(power, bin_hz, estimate.freq_hz, estimate.freq_hz)
         at_moved = harmonic_energies(power, bin_hz, moved_hz, moved_hz)
         if len(at_estimate) == 0 or len(at_moved) == 0:
@@ -1342,8 +1340,7 @@ class NoteListener:
         lower = math.floor(estimate.midi_float)
         if estimate.midi_float - lower < p.bass_refine_series_from:
             return estimate
-        power = power_spectrum(window)
-        bin_hz = self.rate / (2 * (len(power) - 1))
+        power, bin_hz = self._spectrum(window)
         series = partial_series_key(
             power,
             bin_hz,
@@ -1685,6 +1682,11 @@ class NoteListener:
             min_explained=p.bass_by_partials_explained,
             min_share=min_share,
         )
+
+    def _spectrum(self, samples: np.ndarray) -> tuple[np.ndarray, float]:
+        """`pitch.power_spectrum` of analysis samples and its bin width in Hz."""
+        power = power_spectrum(samples)
+        return power, self.rate / (2 * (len(power) - 1))
 
     def _newest_spectrum(self, size: int) -> tuple[np.ndarray, float]:
         """Power spectrum of the newest `size` analysis samples, padded to 4x the longest
