@@ -5,13 +5,15 @@ one; the excerpt is rendered on its own, from half a second in."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from notesight.device.synth import Note
 from notesight.device.transcribe import transcribe_array
 from notesight.dsp.augment import room_version
 from notesight.dsp.listener import ListenerParams, NoteListener
-from notesight.dsp.music import midi_to_freq
+from notesight.dsp.music import freq_to_midi, midi_to_freq
 from notesight.dsp.pitch import PitchEstimate
 
 SR = 44100
@@ -223,3 +225,36 @@ def test_soft_key_under_a_loud_one_held_past_its_strike_is_not_the_old_key(piano
     for low, named in ((ListenerParams().legato_new_power_low, 69), (0.35, 64)):
         found = transcribe_array(audio, SR, ListenerParams(legato_new_power_low=low))
         assert [n["midi"] for n in found if abs(n["onset_s"] - 0.8) < 0.05] == [named]
+
+
+def test_new_key_is_not_named_by_the_period_it_shares_with_the_old_one(piano):
+    """The bench melody of seed 1019 on FluidR3_GM, its first four notes: a soft D#4 struck
+    as the C#4 before it is let go. The two repeat together every 28.9 ms (9 and 8 of their
+    periods); the comb meant to take the C#4 out left that shared period, 0.01 more periodic
+    than YIN's raw reading of D#4, and C#1 was named (ListenerParams.comb_shared_check)."""
+    notes = line(EXCERPTS["1019-old-note-heard-again"])
+    found = transcribe_array(piano(notes, "FluidR3_GM"), SR)
+    assert [n["midi"] for n in found] == [62, 62, 61, 63]
+
+
+def estimate_hz(listener: NoteListener, freq: float, confidence: float) -> PitchEstimate:
+    return estimate_at(listener, freq_to_midi(freq, 440.0), confidence)
+
+
+def test_the_comb_answer_is_set_aside_only_when_both_strings_share_its_period(piano):
+    """The comb's answer gives way to YIN's raw reading only when the raw reading and the old
+    note are two different whole multiples of it."""
+    listener = listener_after_g_sharp_struck_under_b(piano)  # B4 rings
+    old = listener._sounding.freq_hz
+    common = estimate_hz(listener, old / 6.0, 0.63)
+    assert listener._comb_found_shared_period(estimate_hz(listener, 5.0 * old / 6.0, 0.62), common)
+    # The raw reading is the old note itself: the comb may well have heard a new one.
+    assert not listener._comb_found_shared_period(estimate_hz(listener, old, 0.62), common)
+    # Not a period the two share: 5.5 x the comb's answer.
+    raw = estimate_hz(listener, 5.5 * old / 6.0, 0.62)
+    assert not listener._comb_found_shared_period(raw, common)
+    # Off by switch.
+    listener.params = replace(listener.params, comb_shared_check=False)
+    assert not listener._comb_found_shared_period(
+        estimate_hz(listener, 5.0 * old / 6.0, 0.62), common
+    )
