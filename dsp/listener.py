@@ -656,11 +656,16 @@ class NoteListener:
         note before the last window, and C#1 was named at 98 ms (now D#4 at 69 ms)."""
         if not self.params.comb_shared_check:
             return False
+        return self._old_and_new_repeat_with(other.freq_hz, estimate.freq_hz)
+
+    def _old_and_new_repeat_with(self, period_hz: float, new_hz: float) -> bool:
+        """Whether the ringing note and `new_hz` are two different whole multiples (2 or
+        more) of `period_hz`: the long period the two strings repeat with together."""
         sounding = self._sounding
         assert sounding is not None
-        new = whole_multiple(estimate.freq_hz / other.freq_hz)
-        old = whole_multiple(sounding.freq_hz / other.freq_hz)
-        return new >= 2 and old >= 2 and new != old
+        old = whole_multiple(sounding.freq_hz / period_hz)
+        new = whole_multiple(new_hz / period_hz)
+        return old >= 2 and new >= 2 and new != old
 
     def _pulled_answer(self, estimate: PitchEstimate, other: PitchEstimate) -> PitchEstimate:
         """The comb's answer where YIN's reading was pulled by the old note, as sure as two
@@ -821,9 +826,7 @@ class NoteListener:
             return False
         if abs(other.midi_float - sounding.midi) < 0.5:
             return False
-        old = whole_multiple(sounding.freq_hz / estimate.freq_hz)
-        new = whole_multiple(other.freq_hz / estimate.freq_hz)
-        if old < 2 or new < 2 or new == old:
+        if not self._old_and_new_repeat_with(estimate.freq_hz, other.freq_hz):
             return False
         # The comb can also leave the new note's octave (it weakens the fundamental): then
         # the fundamental lies below the comb's answer, and YIN's long period, which the
