@@ -1,7 +1,8 @@
 """Legato on the development piano (TimGM6mb, rendered at test time): a new key struck while
 the previous one still rings. Each line is a short excerpt of a bench melody (bench/piano_sets.py,
 the seed in the test's id) where the listening core used to miss the new key or name the old
-one; the excerpt is rendered on its own, from half a second in."""
+one; the excerpt is rendered on its own, from half a second in. One case is on FluidR3_GM, an
+evaluation piano, kept as the regression test of the rule its benchmark melody showed."""
 
 from __future__ import annotations
 
