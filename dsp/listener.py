@@ -23,10 +23,11 @@ from .pitch import (
     PitchEstimate,
     SpectralCheck,
     band_passed,
+    checked_harmonics,
     energy_below,
+    factor_from_harmonics,
     harmonic_energies,
     lone_partial,
-    missing_harmonic_factor,
     octave_below,
     odd_half_partials,
     partial_series_key,
@@ -102,6 +103,9 @@ class ListenerParams:
     lone_top_near_db: float = 3.0  # ...named when within this of the window's strongest line
     spectral_check: bool = True
     harmonic_check: bool = True  # see pitch.missing_harmonic_factor
+    harmonic_check_thump: bool = True  # ...asked again without the harmonics under thump_hz,
+    harmonic_thump_note_hz: float = 300.0  # ...it moves the estimate to a note from here up
+    harmonic_thump_ratio: float = 0.02  # ...when the others hold under this share of them
     harmonic_check_periods: float = 4.0  # periods of the estimate the window must hold for it
     harmonic_rise_share: float = 0.25  # in legato, what the strike added must hold this share
     # of the window's power for its harmonics to be judged (see NoteListener._check_harmonics)
@@ -116,7 +120,7 @@ class ListenerParams:
     # YIN found the old note again (see NoteListener._old_note_masks_new)
     legato_new_power_low: float = 0.1  # ...or this, when the strike added the comb's note
     legato_below_check: bool = True  # see NoteListener._only_old_note_below
-    legato_below_ratio: float = 0.1  # ...a lower note's other harmonics must stay under this
+    legato_below_ratio: float = 0.15  # ...a lower note's other harmonics must stay under this
     thump_hz: float = 200.0  # the strike's thump lies below this: a lower note's harmonics
     lower_note_top: float = 3.0  # ...count from here up to this many times the estimate (see
     # NoteListener._lower_note_rose and _only_thump_below)
@@ -983,7 +987,25 @@ class NoteListener:
     ) -> PitchEstimate:
         """Move a too-low estimate up to the frequency its harmonics say (see
         `missing_harmonic_factor`). While the previous note still rings, only what rose since
-        the strike counts, so the old string's partials cannot pass for the new note's."""
+        the strike counts, so the old string's partials cannot pass for the new note's.
+
+        Under `thump_hz` the strike's thump (the soundboard's lowest modes, which a room
+        draws out) can fill the estimate's lowest harmonics as a string would. So when the
+        harmonics say nothing, they are asked again without those (`harmonic_check_thump`),
+        and that answer moves the estimate when the others hold under `harmonic_thump_ratio`
+        of the multiples (a subharmonic's own test allows 0.1) and the note it names lies at
+        `harmonic_thump_note_hz` or above, clear of the thump. FluidR3_GM's loud E4 in a room
+        (an evaluation piano; its thump at 100-135 Hz is as loud as its strongest partial in
+        the first 20 ms) read E4 at 0.70-0.75 for six windows, held back by the energy below
+        it, then A2 at 0.62 in the longest, whose first harmonic the thump filled; without it
+        A2's other harmonics held 0.011 of E4's: named A2, now E4. Real low notes whose
+        fundamental lies in the thump's band come out higher (MuseScore_General's C#3 in a
+        room, whose third partial leads: about 0.09) but not always by much: at 0.05
+        FluidR3_GM's soft F3 in the room was named F4. Without the lower bound a knock's
+        rumble under a top key was moved up to the middle of the keyboard (knocked top keys:
+        17 more wrong notes). With both: knocked top keys 200 -> 201 right, 93 -> 94 wrong
+        of 592; development keys, melodies (360 clips) and synthetic stiff strings unchanged;
+        FluidR3_GM's evaluation melodies F1 0.919 -> 0.923 dry, 0.863 -> 0.868 in the room."""
         size = len(window)
         if size * estimate.freq_hz / self.rate < self.params.harmonic_check_periods:
             return estimate
@@ -1003,7 +1025,7 @@ class NoteListener:
         bin_hz = self.rate / (2 * (len(power) - 1))
         freq = estimate.freq_hz
         for _ in range(3):
-            factor = missing_harmonic_factor(power, bin_hz, freq)
+            factor = self._missing_harmonic_factor(power, bin_hz, freq)
             if factor == 1:
                 break
             freq *= factor
@@ -1013,6 +1035,18 @@ class NoteListener:
             return estimate
         midi_float = freq_to_midi(freq, self.params.a4_hz)
         return PitchEstimate(freq, estimate.confidence, size, midi_float, size * freq / self.rate)
+
+    def _missing_harmonic_factor(self, power: np.ndarray, bin_hz: float, freq_hz: float) -> int:
+        """`missing_harmonic_factor`, asked again without the harmonics under `thump_hz`
+        when it finds none (see `_check_harmonics`)."""
+        p = self.params
+        energies = checked_harmonics(power, bin_hz, freq_hz)
+        factor = factor_from_harmonics(energies)
+        if factor > 1 or not p.harmonic_check_thump:
+            return factor
+        first = int(np.ceil(p.thump_hz / freq_hz))  # the first harmonic from thump_hz up
+        above = factor_from_harmonics(energies, p.harmonic_thump_ratio, first)
+        return above if above * freq_hz >= p.harmonic_thump_note_hz else 1
 
     def _fundamental_survives_comb(
         self, size: int, estimate: PitchEstimate, moved_hz: float
@@ -1629,7 +1663,17 @@ class NoteListener:
         about 200 Hz, a lump a window of a few periods cannot tell from a lower string's
         partial there. Above three times the estimate the +-3 % bands of a lower note's
         harmonics crowd together and catch the new string's own partials, which a stiff
-        string pushes sharp; a lower note shows itself in its first few harmonics anyway."""
+        string pushes sharp; a lower note shows itself in its first few harmonics anyway.
+
+        The default share is 0.15 since 2026-11-23 (0.1 before). A strike's first tens of ms
+        carry its hammer's noise, and a piano whose other strings are free rings them in
+        sympathy: under FluidR3_GM's E4 (an evaluation piano) A2's other partials held about
+        0.17 of the shared ones in a 29 ms window, so its notes in the D#4-F#4 zone waited
+        past the windows that read them. Development melodies (360 clips), keys and synthetic
+        stiff strings unchanged; knocked top keys 201 -> 210 right (176 -> 185 within 50 ms),
+        94 -> 91 wrong; evaluation melodies: FluidR3_GM in the room F1 0.868 -> 0.872, right
+        notes from C3 up later than 50 ms 144 -> 138. At 0.2 a development melody's E4
+        (csound, whose odd partials are weak) was named E5."""
         p = self.params
         bin_hz = self.rate / (2 * (len(rise) - 1))
         top_hz = min(0.45 * self.rate, p.lower_note_top * freq_hz)

@@ -533,8 +533,22 @@ def missing_harmonic_factor(
     YIN's classic mistake on a mixture or a clean high note is a period that is a multiple of
     the true one; then every k-th harmonic of the estimate is all there is. A real bass note
     with a weak fundamental still has its odd partials, so it is not mistaken for this."""
+    return factor_from_harmonics(checked_harmonics(power, bin_hz, freq_hz), max_ratio)
+
+
+def checked_harmonics(power: np.ndarray, bin_hz: float, freq_hz: float) -> np.ndarray:
+    """The harmonic energies `missing_harmonic_factor` weighs: up to the 12th, under 0.45 x
+    the sample rate."""
     top_hz = min(0.45 * bin_hz * 2 * (len(power) - 1), 12 * freq_hz)
-    energies = harmonic_energies(power, bin_hz, freq_hz, top_hz)
+    return harmonic_energies(power, bin_hz, freq_hz, top_hz)
+
+
+def factor_from_harmonics(energies: np.ndarray, max_ratio: float = 0.1, first: int = 1) -> int:
+    """`missing_harmonic_factor` on harmonic energies already measured, counting harmonics
+    from the `first` on (1 is the fundamental): one measurement serves several questions."""
+    if first > 1:
+        energies = energies.copy()
+        energies[: first - 1] = 0.0
     for k in (5, 4, 3, 2):
         if len(energies) < 2 * k:
             continue

@@ -299,6 +299,22 @@ def test_bass_note_with_a_weak_fundamental_is_not_moved_up() -> None:
     assert missing_harmonic_factor(power, bin_hz, f0) == 1
 
 
+def test_harmonics_under_the_first_counted_are_left_out() -> None:
+    """A note at 330 Hz over a strike's thump at the estimate's fundamental (110 Hz): with the
+    thump counted the estimate's harmonics look complete; without what lies under 200 Hz the
+    missing ones show it is the note's third subharmonic."""
+    from notesight.dsp.pitch import checked_harmonics, factor_from_harmonics, power_spectrum
+
+    sr, f0 = 22050, 330.0
+    t = np.arange(int(sr * 0.08)) / sr
+    tone = _partials(f0, sr, 0.08, [1.0, 0.5, 0.3, 0.2]) + 1.0 * np.sin(2 * np.pi * 110.0 * t)
+    power = power_spectrum(tone)
+    bin_hz = sr / (2 * (len(power) - 1))
+    energies = checked_harmonics(power, bin_hz, f0 / 3)
+    assert factor_from_harmonics(energies) == 1
+    assert factor_from_harmonics(energies, first=2) == 3  # 220 Hz and up
+
+
 @pytest.mark.parametrize("freq_hz", [27.5, 261.6, 1046.5, 3520.0])
 def test_harmonic_energies_are_the_peak_of_each_band(freq_hz: float) -> None:
     """The vectorised harmonic_energies against its definition: for h = 1, 2, ... the largest
