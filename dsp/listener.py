@@ -175,6 +175,12 @@ class ListenerParams:
     run_short_cents: float = 35.0  # when the latest holds this many periods of its note and
     # lies this close to a key
     octave_above_by_run: bool = True  # a steady run shows the octave up (_octave_above_seen)
+    multiple_seen: bool = True  # a decided note is taken k times higher when an earlier...
+    multiple_seen_factors: int = 9  # ...window found that (k up to this), holding this...
+    multiple_seen_periods: float = 2.0  # ...many periods of the decided note, and the window
+    # repeats within run_octave_margin as well at 1/k of the period (_multiple_seen)
+    agree_over_subharmonics: bool = True  # two windows agree with only subharmonics of their
+    # note between them (NoteListener._agrees_over_subharmonics)
     bass_odd_check: bool = True  # with no note sounding, a note decided under this...
     bass_odd_below_hz: float = 140.0  # ...frequency is the string an octave down when this...
     bass_odd_peaks: int = 3  # ...many spectral peaks lie on odd multiples of its half, and the
@@ -432,6 +438,8 @@ class NoteListener:
             if self._accept(pending.estimates):
                 if not self._settling(pending.estimates):
                     lifted = self._octave_above_seen(window, estimate, pending.estimates)
+                    if lifted is estimate:
+                        lifted = self._multiple_seen(window, estimate, pending.estimates)
                     # what the windows read outranks the odd peaks (_string_an_octave_down)
                     estimate = (
                         lifted
@@ -1143,6 +1151,8 @@ class NoteListener:
         agree = abs(latest.midi_float - before.midi_float) < p.agree_semitones and min(
             latest.confidence, before.confidence
         ) >= self._agreeing_confidence(latest)
+        if not agree and p.agree_over_subharmonics:
+            agree = self._agrees_over_subharmonics(estimates)
         return (
             (agree or self._steady_run(estimates))
             and self._no_energy_below(latest)
@@ -1261,6 +1271,81 @@ class NoteListener:
         ):
             return estimate
         return _octaves_moved(estimate, 1)
+
+    def _agrees_over_subharmonics(self, estimates: list[PitchEstimate]) -> bool:
+        """Whether the latest estimate agrees with an earlier one that is not the window just
+        before: both near one pitch, each with the confidence two agreeing windows need, and
+        every window between them reading a subharmonic of it (a whole multiple of 2 or more
+        below; from about 17 times down every ratio is one, so a rumble's period counts) or
+        a pitch within a semitone of it (pulled by the old string in legato, or less sure).
+        YIN on a string over a thump, a knock's rumble or a string still ringing finds the
+        string in one window and a long period the string shares with them in the next, and
+        back: FluidR3_GM's soft D#4 under a ringing C#4 (an evaluation piano) read 63.22,
+        G#2 (its third), D#2 (its fourth), 63.36, 62.76 and 62.76 less sure, D#2, then 63.12
+        at 0.70 in 62 ms; no two windows in a row agreed, and G#2 was decided at 80 ms (now
+        D#4 at 63 ms). A real low note's windows, once they hold its period, keep finding
+        it; a window that reads the higher note again, the lower one's period within its
+        reach, is that note's vote.
+
+        Knocked top keys (592, synthetic): 210 -> 213 right, 91 -> 92 wrong; development
+        keys, melodies and synthetic stiff strings unchanged."""
+        p = self.params
+        latest = estimates[-1]
+        need = self._agreeing_confidence(latest)
+        if latest.confidence < need or self._is_sounding_key(latest):
+            return False
+        between = 0
+        for e in reversed(estimates[:-1]):
+            same = abs(e.midi_float - latest.midi_float) < p.agree_semitones
+            if same and e.confidence >= need:
+                return between > 0
+            if abs(e.midi_float - latest.midi_float) < 1.0:
+                continue
+            if whole_multiple(latest.freq_hz / e.freq_hz) < 2:
+                return False
+            between += 1
+        return False
+
+    def _multiple_seen(
+        self, window: np.ndarray, estimate: PitchEstimate, estimates: list[PitchEstimate]
+    ) -> PitchEstimate:
+        """A decided note taken `k` times up (k from 2 to `multiple_seen_factors`) when an
+        earlier window of the same strike found that note with `min_confidence` while it
+        held `multiple_seen_periods` of the decided one, so that YIN could have found the
+        lower period there and found the higher, and the decided window repeats within
+        `run_octave_margin` as well at 1/k of its period: it then holds the higher note, and
+        YIN took a long period the string shares with the thump, a rumble or the old string.
+        `_octave_above_seen` for any whole multiple and any key; that rule goes first under
+        C3. A real low note repeats far less alike at a fraction of its period than at it.
+
+        FluidR3_GM's F4 under a ringing F#4 in a room (an evaluation piano) read F4 at
+        0.65-0.75 in its 14-25 ms windows, no two in a row agreeing, then F2 (a quarter of
+        it), which was decided at 49 ms: now F4. Knocked top keys (592, synthetic): 210 ->
+        213 right, 91 -> 88 wrong (a G#5 named C#4, a twelfth down, now G#5); development
+        keys, melodies and synthetic stiff strings unchanged but one freepats melody in a
+        room, which gained a note."""
+        p = self.params
+        if not p.multiple_seen:
+            return estimate
+        period = self.rate / estimate.freq_hz
+        here = _similarity(window, period)
+        for e in estimates[:-1]:
+            if e.confidence < p.min_confidence or self._is_sounding_key(e):
+                continue
+            if e.window * estimate.freq_hz / self.rate < p.multiple_seen_periods:
+                continue
+            k = whole_multiple(e.freq_hz / estimate.freq_hz)
+            if k < 2 or k > p.multiple_seen_factors:
+                continue
+            if _similarity(window, period / k) < here - p.run_octave_margin:
+                continue
+            freq = estimate.freq_hz * k
+            midi_float = freq_to_midi(freq, p.a4_hz)
+            if not self._in_range(replace(estimate, freq_hz=freq, midi_float=midi_float)):
+                continue
+            periods = estimate.periods * k
+            return PitchEstimate(freq, estimate.confidence, estimate.window, midi_float, periods)
+        return estimate
 
     def _run_seen(self, estimates: list[PitchEstimate], midi_float: float) -> bool:
         """Whether `run_windows` estimates in a row found `midi_float` (within

@@ -219,3 +219,37 @@ def test_a_knocks_rumble_is_not_moved_up_to_a_middle_key(midi, seed, knock_db, r
     assert moved not in [n["midi"] for n in transcribe_array(audio, RATE)]
     unbounded = ListenerParams(harmonic_thump_note_hz=0.0)
     assert transcribe_array(audio, RATE, unbounded)[0]["midi"] == moved  # what it would be
+
+
+# (key, seed, knock level in dB, room, the key named without the rule): an earlier window found
+# the top string with the confidence two windows need, and the decided window (61.18, 63.44,
+# 44.57) repeats as well at a third of its period (C#4 under G#5) or a fifth (D#4 under G7,
+# between G#2 and A2 under a stretched C5).
+DECIDED_AS_A_SUBHARMONIC = [(80, 1, -6, False, 61), (91, 4, -6, True, 63), (72, 4, 0, True, 45)]
+
+
+@pytest.mark.parametrize(("midi", "seed", "knock_db", "room", "low"), DECIDED_AS_A_SUBHARMONIC)
+def test_a_subharmonic_decided_is_taken_up_to_the_note_an_earlier_window_found(
+    midi, seed, knock_db, room, low
+):
+    """NoteListener._multiple_seen: the note YIN's long period is a whole fraction of."""
+    audio = knocked_key(midi, seed, knock_db, room)
+    assert transcribe_array(audio, RATE)[0]["midi"] == midi
+    without = ListenerParams(multiple_seen=False)
+    assert transcribe_array(audio, RATE, without)[0]["midi"] == low  # what it would be
+
+
+# (key, seed, knock level in dB, room): YIN found the top string, then the rumble's period,
+# then the string again; no two windows in a row agreed and these gave no note.
+AGREEING_OVER_THE_RUMBLE = [(79, 3, -6, True), (81, 3, -6, True), (91, 2, -6, False)]
+
+
+@pytest.mark.parametrize(("midi", "seed", "knock_db", "room"), AGREEING_OVER_THE_RUMBLE)
+def test_windows_agreeing_over_the_rumbles_period_between_them_decide(midi, seed, knock_db, room):
+    """NoteListener._agrees_over_subharmonics."""
+    audio = knocked_key(midi, seed, knock_db, room)
+    first = transcribe_array(audio, RATE)[0]
+    assert first["midi"] == midi, first
+    assert first["emitted_s"] - LEAD_S <= 0.05, first
+    without = ListenerParams(agree_over_subharmonics=False)
+    assert transcribe_array(audio, RATE, without) == []  # what it would be
