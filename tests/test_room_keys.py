@@ -272,3 +272,17 @@ def test_mid_key_over_its_thump_in_the_room_is_not_named_its_twelfth_below(piano
     (NoteListener._check_harmonics, ListenerParams.harmonic_check_thump): named A2 before."""
     audio = room_version(key_clip(piano, "FluidR3_GM", 64, 110), SR, seed)
     assert [n["midi"] for n in transcribe_array(audio, SR)] == [64]
+
+
+@pytest.mark.parametrize("seed", [48, 54])
+def test_mid_key_whose_energy_below_is_only_its_thump_lights_within_50_ms(piano, seed):
+    """The same loud E4 in a room: in the benchmark's room its windows read E4 at 0.70-0.73
+    from 17 ms on while the thump held 0.19-0.29 of their power below it. The newest 15 ms of
+    the window hold none and nothing lies between the thump and E4, so the energy below is
+    the strike's alone (NoteListener._below_only_at_the_strike): named at 92-98 ms before."""
+    audio = room_version(key_clip(piano, "FluidR3_GM", 64, 110), SR, seed)
+    first = first_note(audio)
+    assert first is not None and first["midi"] == 64, first
+    assert first["emitted_s"] - ONSET_S <= 0.05, first
+    without = transcribe_array(audio, SR, ListenerParams(newest_below=False))
+    assert without[0]["emitted_s"] - ONSET_S > 0.05  # what it would be
