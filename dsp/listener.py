@@ -1345,10 +1345,11 @@ class NoteListener:
                 continue
             freq = estimate.freq_hz * k
             midi_float = freq_to_midi(freq, p.a4_hz)
-            if not self._in_range(replace(estimate, freq_hz=freq, midi_float=midi_float)):
-                continue
-            periods = estimate.periods * k
-            return PitchEstimate(freq, estimate.confidence, estimate.window, midi_float, periods)
+            lifted = replace(
+                estimate, freq_hz=freq, midi_float=midi_float, periods=estimate.periods * k
+            )
+            if self._in_range(lifted):
+                return lifted
         return estimate
 
     def _run_seen(self, estimates: list[PitchEstimate], midi_float: float) -> bool:
@@ -1628,8 +1629,15 @@ class NoteListener:
         if energy_below(window[-newest:], e.freq_hz, round(self.rate)) > p.max_energy_below:
             return False
         power, bin_hz = self._spectrum(window)
+        return self._nothing_between_thump_and(power, bin_hz, e.freq_hz)
+
+    def _nothing_between_thump_and(self, power: np.ndarray, bin_hz: float, freq_hz: float) -> bool:
+        """Whether `power` (a power spectrum, bins `bin_hz` wide) holds at most
+        `max_energy_below` of its power above 20 Hz between `thump_hz` and 0.75 x `freq_hz`:
+        where a lower note's partials would lie, clear of the strike's thump."""
+        p = self.params
         total = float(power[int(20.0 / bin_hz) + 1 :].sum())
-        between = float(power[int(p.thump_hz / bin_hz) + 1 : int(0.75 * e.freq_hz / bin_hz)].sum())
+        between = float(power[int(p.thump_hz / bin_hz) + 1 : int(0.75 * freq_hz / bin_hz)].sum())
         return total > 0.0 and between <= p.max_energy_below * total
 
     def _top_string_stands_out(self, window: np.ndarray, e: PitchEstimate) -> bool:
@@ -1716,9 +1724,7 @@ class NoteListener:
             return False  # the thump is not an octave below: it can't be told from the note
         rise = self._strike_added(pending, e.window)
         bin_hz = self.rate / (2 * (len(rise) - 1))
-        total = float(rise[int(20.0 / bin_hz) + 1 :].sum())
-        between = float(rise[int(p.thump_hz / bin_hz) + 1 : int(0.75 * e.freq_hz / bin_hz)].sum())
-        if total <= 0.0 or between > p.max_energy_below * total:
+        if not self._nothing_between_thump_and(rise, bin_hz, e.freq_hz):
             return False
         return self._rise_is_the_estimate(rise, e)
 
