@@ -739,7 +739,7 @@ class NoteListener:
     def _key_rise(self, rise: np.ndarray, key: int) -> float:
         """How much of what the strike added (`rise`, a power spectrum) lies on the key's
         harmonics, up to the 8th (within 1.5 %)."""
-        bin_hz = self.rate / (2 * (len(rise) - 1))
+        bin_hz = self._bin_hz(rise)
         freq = midi_to_freq(key, self.params.a4_hz)
         top = min(0.45 * self.rate, 8.5 * freq)
         return float(harmonic_energies(rise, bin_hz, freq, top, 0.015).sum())
@@ -1034,7 +1034,7 @@ class NoteListener:
                 if float(rise.sum()) < self.params.harmonic_rise_share * float(power.sum()):
                     return estimate
                 power, judged_rise = rise, True
-        bin_hz = self.rate / (2 * (len(power) - 1))
+        bin_hz = self._bin_hz(power)
         freq = estimate.freq_hz
         for _ in range(3):
             factor = self._missing_harmonic_factor(power, bin_hz, freq)
@@ -1723,7 +1723,7 @@ class NoteListener:
         if e.freq_hz < 2.0 * p.thump_hz:
             return False  # the thump is not an octave below: it can't be told from the note
         rise = self._strike_added(pending, e.window)
-        bin_hz = self.rate / (2 * (len(rise) - 1))
+        bin_hz = self._bin_hz(rise)
         if not self._nothing_between_thump_and(rise, bin_hz, e.freq_hz):
             return False
         return self._rise_is_the_estimate(rise, e)
@@ -1774,7 +1774,7 @@ class NoteListener:
         YIN's period lies between the old string's and the new one's while the two beat (up
         to half a semitone off); the rise holds the new string alone, and its harmonics are
         where the lower-note test must look for it."""
-        bin_hz = self.rate / (2 * (len(rise) - 1))
+        bin_hz = self._bin_hz(rise)
         lo = int(0.95 * freq_hz / bin_hz)
         hi = min(len(rise), int(1.05 * freq_hz / bin_hz) + 2)
         return (lo + int(np.argmax(rise[lo:hi]))) * bin_hz if hi > lo else freq_hz
@@ -1804,7 +1804,7 @@ class NoteListener:
         notes from C3 up later than 50 ms 144 -> 138. At 0.2 a development melody's E4
         (csound, whose odd partials are weak) was named E5."""
         p = self.params
-        bin_hz = self.rate / (2 * (len(rise) - 1))
+        bin_hz = self._bin_hz(rise)
         top_hz = min(0.45 * self.rate, p.lower_note_top * freq_hz)
         energies = harmonic_energies(rise, bin_hz, freq_hz / k, top_hz)
         first = int(np.ceil(p.thump_hz * k / freq_hz))  # harmonics below: thump
@@ -1888,7 +1888,12 @@ class NoteListener:
     def _spectrum(self, samples: np.ndarray) -> tuple[np.ndarray, float]:
         """`pitch.power_spectrum` of analysis samples and its bin width in Hz."""
         power = power_spectrum(samples)
-        return power, self.rate / (2 * (len(power) - 1))
+        return power, self._bin_hz(power)
+
+    def _bin_hz(self, spectrum: np.ndarray) -> float:
+        """The bin width in Hz of a power spectrum of analysis samples (rfft: n_fft / 2 + 1
+        bins)."""
+        return self.rate / (2 * (len(spectrum) - 1))
 
     def _newest_spectrum(self, size: int) -> tuple[np.ndarray, float]:
         """Power spectrum of the newest `size` analysis samples, padded to 4x the longest
@@ -1899,7 +1904,7 @@ class NoteListener:
             return cached[1], cached[2]
         window = self._buffer[self._filled - size : self._filled]
         power = power_spectrum(window, 4 * self._pitch.longest)
-        bin_hz = self.rate / (2 * (len(power) - 1))
+        bin_hz = self._bin_hz(power)
         self._newest_power = ((self._position, size), power, bin_hz)
         return power, bin_hz
 
