@@ -50,6 +50,10 @@ class ListenerParams:
     highest_midi: int = 108
     min_level_dbfs: float = -70.0
     onset_sensitivity: float = 0.5
+    soft_onset_sensitivity: float | None = 0.8  # while a note sounds, a rise over this lower
+    soft_onset_factor: float = 1.3  # ...threshold is a strike when no ordinary one follows in
+    soft_onset_wait_hops: int = 2  # ...this many hops, from this long after the last onset
+    soft_onset_after_s: float = 0.15  # (see NoteListener._soft_onset_factor)
     onset_factor: float = 1.5  # a strike's rise must exceed this many times the recent mean
     bass_onset_factor: float = 1.2  # ...or this many while a key under this one rings (see
     bass_onset_below_midi: int = 48  # NoteListener._onset_factor)
@@ -236,12 +240,14 @@ class _PendingNote:
         "lower_refuted",
         "onset",
         "peak_dbfs",
+        "soft",
         "strength",
     )
 
-    def __init__(self, onset: int, strength: float, level_dbfs: float) -> None:
+    def __init__(self, onset: int, strength: float, level_dbfs: float, soft: bool) -> None:
         self.onset = onset  # analysis sample index of the strike
         self.strength = strength
+        self.soft = soft  # a soft strike (see NoteListener._soft_onset_factor)
         self.estimates: list[PitchEstimate] = []
         self.held: PitchEstimate | None = None  # accepted but for NoteListener._settling
         # the harmonic check moved an estimate of this strike up (NoteListener._octave_below_seen)
@@ -289,7 +295,14 @@ class NoteListener:
         self._partial = np.zeros(0, np.float32)
         self._consumed_input = 0
         self._onsets = OnsetDetector(
-            round(self.rate), self.hop, frame, p.onset_sensitivity, p.min_level_dbfs
+            round(self.rate),
+            self.hop,
+            frame,
+            p.onset_sensitivity,
+            p.min_level_dbfs,
+            soft_sensitivity=p.soft_onset_sensitivity,
+            soft_wait_hops=p.soft_onset_wait_hops,
+            soft_after_s=p.soft_onset_after_s,
         )
         self._floor = NoiseFloor(self.hop / self.rate)
         # The onset gate's floor learns only between notes (see _process_hop).
@@ -368,16 +381,40 @@ class NoteListener:
             room = self._room_floor.update(level)
         else:
             room = self._room_floor.hold(level)
-        strength = self._onsets.decide(flux, flux2, level, room, self._onset_factor())
-        if strength is not None:
+        strike = self._onsets.decide(
+            flux, flux2, level, room, self._onset_factor(), self._soft_onset_factor()
+        )
+        if strike is not None:
             recent = self._buffer[self._filled - self._onsets.frame_size : self._filled]
-            back = locate_strike(recent, 2 * self.hop, self._strike_chunk)
-            self._pending = _PendingNote(self._position - back, strength, level)
+            search = (2 + strike.hops_ago) * self.hop
+            back = locate_strike(recent, search, self._strike_chunk)
+            soft = strike.hops_ago > 0
+            self._pending = _PendingNote(self._position - back, strike.strength, level, soft)
         if self._pending is not None:
             self._pending.peak_dbfs = max(self._pending.peak_dbfs, level)
             self._try_decide(events)
         if self._sounding is not None:
             self._check_release(level, floor, events)
+
+    def _soft_onset_factor(self) -> float | None:
+        """The factor of the soft strikes' threshold (see OnsetDetector), or None for none. A
+        soft key is looked for only while a note sounds: struck as a louder key is let go,
+        it rises less than the threshold that key's decay keeps up (development melodies:
+        note F1 0.940 -> 0.955, most of it in bass lines). Not out of silence, where the
+        threshold is low anyway: there a rise before the hammer (a real C1 at 12 ms) became
+        a strike that kept the hammer's own out for 45 ms, and no note was found. And not
+        with the bass's lower factor: on a real D#1 ringing on, its beating passed it
+        three times. And not sooner than `soft_onset_after_s` after the last onset: when the
+        strike's own rise leaves the recent mean (0.1 s), the threshold falls while the note
+        may still be changing (a synthetic A4 clipped 26 dB over full scale passed it at
+        131 ms). The development melodies' keys last 0.15 s or more, so none of theirs was
+        lost; a soft key sooner after the last one is left to the ordinary threshold. A soft
+        strike names no note (`_start_note`) when it names the key that sounds (a synthetic
+        soft E1 ringing on passed it) or when the sound died while it was decided (a Vorbis-
+        coded A4 passed it as the tone stopped, and the codec's noise read A#1)."""
+        if self.params.soft_onset_sensitivity is None or self._sounding is None:
+            return None
+        return self.params.soft_onset_factor
 
     def _onset_factor(self) -> float:
         """How far a hop's rise must stand over the recent mean rise to be a strike. Under a
@@ -2007,10 +2044,15 @@ class NoteListener:
         e = self._named_by_bass_series(pending, e)
         if self._no_string_behind(e):
             return
+        midi = self._key(e.midi_float)
+        if pending.soft and (
+            (self._sounding is not None and self._sounding.midi == midi)
+            or self.level_dbfs < pending.peak_dbfs - 20.0
+        ):
+            return  # no string was struck (see _soft_onset_factor)
         onset_pos = pending.onset
         if self._sounding is not None:
             self._stop_note(onset_pos, events)
-        midi = self._key(e.midi_float)
         cents = round(100.0 * (e.midi_float - midi), 1)
         events.append(
             NoteOn(

@@ -17,14 +17,23 @@ phase-vocoder call per hop. A hop's row comes out the same bit for bit whether i
 from __future__ import annotations
 
 from collections import deque
+from typing import NamedTuple
 
 import numpy as np
 
 
+class Strike(NamedTuple):
+    """An onset: its strength (rise over threshold, >= 1.0) and how many hops before the one
+    that reported it the strike's rise was (0 for all but a soft strike, see `OnsetDetector`)."""
+
+    strength: float
+    hops_ago: int
+
+
 class OnsetDetector:
     """Per hop, in order: its two rises from `flux(hop)` (or `fluxes(hops)` for many hops at
-    once), then `decide(flux, flux2, level_dbfs, floor_dbfs)`, which returns the onset strength
-    (flux over threshold, >= 1.0) on the hop that holds a strike, else None."""
+    once), then `decide(flux, flux2, level_dbfs, floor_dbfs)`, which returns a `Strike` on the
+    hop that holds a strike (or, for a soft one, `soft_wait_hops` later), else None."""
 
     def __init__(
         self,
@@ -40,6 +49,10 @@ class OnsetDetector:
         level_rise_s: float = 0.04,
         max_fall_db: float = 1.0,
         fall_overruled: float = 1.5,
+        soft_sensitivity: float | None = None,
+        soft_wait_hops: int = 2,
+        soft_after_s: float = 0.0,
+        soft_max_fall_db: float = float("inf"),
     ) -> None:
         self.hop = hop
         self.frame_size = frame_size
@@ -84,6 +97,24 @@ class OnsetDetector:
         # one hop or over two (a strike that straddles two hops splits its rise), is a strike
         # all the same: a damper or a fade takes energy away and raises few bins.
         self._fall_overruled = fall_overruled
+        # A soft key, most of all one struck as a loud one is let go, rises less than the
+        # threshold. A rise over two hops past a lower threshold (`soft_sensitivity`, and
+        # `decide`'s `soft_factor` times the recent mean) starts a candidate that becomes a
+        # strike when no ordinary strike follows within `soft_wait_hops`. Waiting keeps every
+        # ordinary onset where it was: the first hop of a strike often passes only the lower
+        # threshold, and the listener's decisions were tuned on the hop the ordinary threshold
+        # finds. Over two hops only: the one-hop rises that passed the lower threshold alone
+        # were mostly a ringing bass note's beating (development melodies). No damper test
+        # (`max_fall_db`): the old key's damper falls as the soft key lands. Not within
+        # `soft_after_s` of the last onset (see NoteListener._soft_onset_factor).
+        self._soft_delta = (
+            None if soft_sensitivity is None else 0.12 * (1.0 - soft_sensitivity) + 0.02
+        )
+        self._soft_wait = soft_wait_hops
+        self._soft_after_hops = round(soft_after_s * sample_rate / hop)
+        self._soft_max_fall_db = soft_max_fall_db
+        self._candidate_age: int | None = None  # hops since a candidate's rise, if one waits
+        self._candidate_dbfs = 0.0  # the level of its hop
 
     def flux(self, hop: np.ndarray) -> tuple[float, float]:
         """The rise of the log spectrum since the last hop, and since the hop before that.
@@ -142,10 +173,12 @@ class OnsetDetector:
         level_dbfs: float,
         floor_dbfs: float,
         factor: float = 1.5,
-    ) -> float | None:
-        """The onset strength of the hop after the last one decided, given its two rises
-        (see `flux`), or None. A rise must exceed `factor` times the recent mean rise (over
-        the last `history_s`) plus the sensitivity's floor."""
+        soft_factor: float | None = None,
+    ) -> Strike | None:
+        """The strike of the hop after the last one decided, given its two rises (see `flux`),
+        or None. A rise must exceed `factor` times the recent mean rise (over the last
+        `history_s`) plus the sensitivity's floor; with a `soft_factor`, a soft strike's rise
+        that factor times it plus the soft sensitivity's floor (see __init__)."""
         history, history2 = self._history, self._history2
         recent = self._history_sum / len(history) if history else 0.0
         recent2 = self._history2_sum / len(history2) if history2 else 0.0
@@ -173,21 +206,41 @@ class OnsetDetector:
         levels.append(level_dbfs)
         threshold2 = self._delta + factor * recent2
         overruled = self._fall_overruled
-        if falling and flux <= overruled * threshold and flux2 <= overruled * threshold2:
-            return None  # a damper or a fade, not a strike (see _fall_overruled)
+        # A damper or a fade, not a strike (see _fall_overruled).
+        faded = falling and flux <= overruled * threshold and flux2 <= overruled * threshold2
         level_jump = rising and level_dbfs - loudest_recent >= self._level_rise
         # A strike that straddles two hops splits its rise between them; over two hops it is
         # whole. It matters most in a noisy room, where the noise's own flux raises the
         # threshold and a soft legato key's half-rises stay under it.
         whole_rise = rising2 and flux2 > threshold2
-        if not ((rising and flux > threshold) or level_jump or whole_rise):
-            return None
-        if self._hops_since_onset < self._min_interval_hops:
-            return None
-        if level_dbfs <= self._min_level or level_dbfs <= floor_dbfs + self._min_rise:
-            return None
-        self._hops_since_onset = 0
-        return max(flux / threshold, 1.0)
+        struck = not faded and ((rising and flux > threshold) or level_jump or whole_rise)
+        ready = self._hops_since_onset >= self._min_interval_hops
+        audible = level_dbfs > self._min_level and level_dbfs > floor_dbfs + self._min_rise
+        if struck and ready and audible:
+            self._candidate_age = None
+            self._hops_since_onset = 0
+            return Strike(max(flux / threshold, 1.0), 0)
+        if self._candidate_age is not None:
+            self._candidate_age += 1
+            if self._candidate_age < self._soft_wait:
+                return None
+            age, self._candidate_age = self._candidate_age, None
+            if level_dbfs < self._candidate_dbfs - self._soft_max_fall_db:
+                return None  # the sound stopped: no string was struck
+            self._hops_since_onset = age
+            return Strike(1.0, age)
+        soft_delta = self._soft_delta
+        soft_rise = (
+            soft_delta is not None
+            and soft_factor is not None
+            and rising2
+            and flux2 > soft_delta + soft_factor * recent2
+        )
+        soft_ready = self._hops_since_onset >= max(self._min_interval_hops, self._soft_after_hops)
+        if soft_rise and soft_ready and audible:
+            self._candidate_age = 0
+            self._candidate_dbfs = level_dbfs
+        return None
 
 
 def locate_strike(recent: np.ndarray, search: int, chunk: int) -> int:
