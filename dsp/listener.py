@@ -54,6 +54,7 @@ class ListenerParams:
     soft_onset_factor: float = 1.3  # ...threshold is a strike when no ordinary one follows in
     soft_onset_wait_hops: int = 2  # ...this many hops, from this long after the last onset
     soft_onset_after_s: float = 0.15  # (see NoteListener._soft_onset_factor)
+    soft_onset_died_db: float = 20.0  # ...and names no note when the level fell this far
     onset_factor: float = 1.5  # a strike's rise must exceed this many times the recent mean
     bass_onset_factor: float = 1.2  # ...or this many while a key under this one rings (see
     bass_onset_below_midi: int = 48  # NoteListener._onset_factor)
@@ -400,7 +401,7 @@ class NoteListener:
         """The factor of the soft strikes' threshold (see OnsetDetector), or None for none. A
         soft key is looked for only while a note sounds: struck as a louder key is let go,
         it rises less than the threshold that key's decay keeps up (development melodies:
-        note F1 0.940 -> 0.955, most of it in bass lines). Not out of silence, where the
+        note F1 0.940 -> 0.953, most of it in bass lines). Not out of silence, where the
         threshold is low anyway: there a rise before the hammer (a real C1 at 12 ms) became
         a strike that kept the hammer's own out for 45 ms, and no note was found. And not
         with the bass's lower factor: on a real D#1 ringing on, its beating passed it
@@ -2047,7 +2048,7 @@ class NoteListener:
         midi = self._key(e.midi_float)
         if pending.soft and (
             (self._sounding is not None and self._sounding.midi == midi)
-            or self.level_dbfs < pending.peak_dbfs - 20.0
+            or self.level_dbfs < pending.peak_dbfs - self.params.soft_onset_died_db
         ):
             return  # no string was struck (see _soft_onset_factor)
         onset_pos = pending.onset

@@ -52,7 +52,6 @@ class OnsetDetector:
         soft_sensitivity: float | None = None,
         soft_wait_hops: int = 2,
         soft_after_s: float = 0.0,
-        soft_max_fall_db: float = float("inf"),
     ) -> None:
         self.hop = hop
         self.frame_size = frame_size
@@ -111,10 +110,10 @@ class OnsetDetector:
             None if soft_sensitivity is None else 0.12 * (1.0 - soft_sensitivity) + 0.02
         )
         self._soft_wait = soft_wait_hops
-        self._soft_after_hops = round(soft_after_s * sample_rate / hop)
-        self._soft_max_fall_db = soft_max_fall_db
+        self._soft_after_hops = max(
+            self._min_interval_hops, round(soft_after_s * sample_rate / hop)
+        )
         self._candidate_age: int | None = None  # hops since a candidate's rise, if one waits
-        self._candidate_dbfs = 0.0  # the level of its hop
 
     def flux(self, hop: np.ndarray) -> tuple[float, float]:
         """The rise of the log spectrum since the last hop, and since the hop before that.
@@ -225,8 +224,6 @@ class OnsetDetector:
             if self._candidate_age < self._soft_wait:
                 return None
             age, self._candidate_age = self._candidate_age, None
-            if level_dbfs < self._candidate_dbfs - self._soft_max_fall_db:
-                return None  # the sound stopped: no string was struck
             self._hops_since_onset = age
             return Strike(1.0, age)
         soft_delta = self._soft_delta
@@ -236,10 +233,8 @@ class OnsetDetector:
             and rising2
             and flux2 > soft_delta + soft_factor * recent2
         )
-        soft_ready = self._hops_since_onset >= max(self._min_interval_hops, self._soft_after_hops)
-        if soft_rise and soft_ready and audible:
+        if soft_rise and audible and self._hops_since_onset >= self._soft_after_hops:
             self._candidate_age = 0
-            self._candidate_dbfs = level_dbfs
         return None
 
 
