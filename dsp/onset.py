@@ -30,6 +30,12 @@ class Strike(NamedTuple):
     hops_ago: int
 
 
+def flux_floor(sensitivity: float) -> float:
+    """A sensitivity 0..1 as the flux threshold's absolute floor (per bin, in log1p(100|X|)
+    units)."""
+    return 0.12 * (1.0 - sensitivity) + 0.02
+
+
 class OnsetDetector:
     """Per hop, in order: its two rises from `flux(hop)` (or `fluxes(hops)` for many hops at
     once), then `decide(flux, flux2, level_dbfs, floor_dbfs)`, which returns a `Strike` on the
@@ -72,8 +78,7 @@ class OnsetDetector:
         # float32 constants: a Python float operand costs numpy a conversion on every call.
         self._scale = np.array(100.0, np.float32)
         self._zero = np.array(0.0, np.float32)
-        # sensitivity 0..1 -> absolute flux threshold (per bin, in log1p(100|X|) units)
-        self._delta = 0.12 * (1.0 - sensitivity) + 0.02
+        self._delta = flux_floor(sensitivity)
         self._history: deque[float] = deque(maxlen=max(3, round(history_s * sample_rate / hop)))
         self._history_sum = 0.0
         self._history2: deque[float] = deque(maxlen=self._history.maxlen)
@@ -106,9 +111,7 @@ class OnsetDetector:
         # were mostly a ringing bass note's beating (development melodies). No damper test
         # (`max_fall_db`): the old key's damper falls as the soft key lands. Not within
         # `soft_after_s` of the last onset (see NoteListener._soft_onset_factor).
-        self._soft_delta = (
-            None if soft_sensitivity is None else 0.12 * (1.0 - soft_sensitivity) + 0.02
-        )
+        self._soft_delta = None if soft_sensitivity is None else flux_floor(soft_sensitivity)
         self._soft_wait = soft_wait_hops
         self._soft_after_hops = max(
             self._min_interval_hops, round(soft_after_s * sample_rate / hop)
