@@ -475,7 +475,7 @@ class NoteListener:
             checked = self._check_harmonics(pending, window, estimate)
             pending.lower_refuted |= checked is not estimate
             estimate = checked
-        if self._sounding is not None and estimate is not None and combed is not None:
+        if combed is not None and estimate is not None:  # a comb means a note sounds
             estimate = self._comb_over_old_subharmonic(combed, estimate)
         if self._sounding is not None and estimate is not None and self.params.legato_key_check:
             estimate = self._check_neighbour_keys(size, estimate)
@@ -733,6 +733,8 @@ class NoteListener:
         rise's say: development 0.9850, evaluation held into the next 0.9177."""
         if not self._is_old_subharmonic(estimate):
             return estimate
+        # YIN on the comb again, on the estimate's window: `_without_previous_note` read it
+        # before the checks, and only this rare reading needs it now.
         other = self._pitch.estimate(combed[-estimate.window :], self.params.a4_hz)
         if other is None or not self._comb_heard_new_key(estimate, other):
             return estimate
