@@ -305,3 +305,41 @@ def test_without_asking_the_keys_near_the_sounding_one_the_key_between_is_named(
     """What the rule is for: without it G4, between the two strings, at some places."""
     named = named_at_the_f_sharp(piano, ListenerParams(legato_near_sounding_keys=0))
     assert [67] in named
+
+
+# Another development melody held into the next key (seed 1000, "overlap"), from 4.5 s: the
+# soft D#4 at 6.1556 s is struck under a loud G4 that still rings.
+HELD_INTO_THE_NEXT_1000 = [
+    (4.5435, 0.2993, 66, 109),
+    (4.7627, 0.4313, 68, 92),
+    (5.114, 0.361, 66, 51),
+    (5.395, 0.3745, 71, 73),
+    (5.6894, 0.5462, 67, 107),
+    (6.1556, 0.3844, 63, 58),
+    (6.4601, 0.2968, 65, 99),
+]
+ROOM_OF_1000 = 2620552796
+
+
+def named_at_the_d_sharp(piano, params: ListenerParams) -> list[list[int]]:
+    named = []
+    for shift in ACROSS_A_HOP_S:
+        notes = [
+            Note(round(on + shift, 4), dur, midi, vel)
+            for on, dur, midi, vel in HELD_INTO_THE_NEXT_1000
+        ]
+        audio = room_version(piano(notes, "TimGM6mb"), SR, np.random.default_rng(ROOM_OF_1000))
+        found = transcribe_array(audio, SR, params)
+        named.append([n["midi"] for n in found if abs(n["onset_s"] - 6.1556 - shift) < 0.05])
+    return named
+
+
+def test_soft_key_a_third_under_a_ringing_one_is_named_its_key(piano):
+    """YIN hears the loud G4 over the soft D#4; the keys up to a minor third from YIN's are
+    asked what the strike added (ListenerParams.legato_sounding_key_reach)."""
+    assert named_at_the_d_sharp(piano, ListenerParams()) == [[63]] * len(ACROSS_A_HOP_S)
+
+
+def test_asking_only_a_whole_tone_away_names_the_old_key(piano):
+    named = named_at_the_d_sharp(piano, ListenerParams(legato_sounding_key_reach=2))
+    assert [67] in named
