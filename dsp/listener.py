@@ -1229,10 +1229,10 @@ class NoteListener:
         A loud F#4 struck under a G#4 still ringing in a room was named G4, between the two,
         at two of five places of the strike in its hop (tests/test_legato.py). Development
         melodies: 2 notes named right that were named a key off (F1 mid lines in a room
-        0.9658 -> 0.9699), none lost; evaluation melodies: 31 wrong
-        notes named right, 16 right ones wrong, F1 0.9412 -> 0.9446, right notes from C3 up
-        2844 -> 2852 with p95 latency 49.82 -> 49.80 ms. Asked of every key in legato,
-        development melodies in a room lost notes (TimGM6mb 0.9774 -> 0.9757)."""
+        0.9658 -> 0.9699), none lost; evaluation melodies: 31 wrong notes named right, 16
+        right ones wrong, F1 0.9412 -> 0.9446, right notes from C3 up 2844 -> 2852 with p95
+        latency 49.82 -> 49.80 ms. Asked of every key in legato, development melodies in a
+        room lost notes (TimGM6mb 0.9774 -> 0.9757)."""
         p = self.params
         if estimate.periods < p.legato_key_periods:
             return estimate

@@ -263,41 +263,63 @@ def test_the_comb_answer_is_set_aside_only_when_both_strings_share_its_period(pi
 
 
 # The start of a development melody held 80 ms into the next key (bench/piano_sets.py, seed
-# 1005, dataset "overlap"): (onset s, duration s, key, velocity). The loud F#4 at 2.7722 s is
+# 1005, dataset "overlap"): (onset s, key, velocity, duration s). The loud F#4 at 2.7722 s is
 # struck while the G#4 before it still rings.
 HELD_INTO_THE_NEXT_1005 = [
-    (0.5, 0.5688, 64, 55),
-    (1.0688, 0.5174, 64, 67),
-    (1.5061, 0.6695, 68, 100),
-    (2.0956, 0.4536, 66, 59),
-    (2.4692, 0.383, 68, 93),
-    (2.7722, 0.2268, 66, 107),
-    (2.999, 0.4533, 66, 90),
+    (0.5, 64, 55, 0.5688),
+    (1.0688, 64, 67, 0.5174),
+    (1.5061, 68, 100, 0.6695),
+    (2.0956, 66, 59, 0.4536),
+    (2.4692, 68, 93, 0.383),
+    (2.7722, 66, 107, 0.2268),
+    (2.999, 66, 90, 0.4533),
 ]
 ROOM_OF_1005 = 2600056005  # the bench's room seed for this clip (piano_sets.stable_seed)
 
+# Another development melody held into the next key (seed 1000), from 4.5 s: the soft D#4 at
+# 6.1556 s is struck under a loud G4 that still rings.
+HELD_INTO_THE_NEXT_1000 = [
+    (4.5435, 66, 109, 0.2993),
+    (4.7627, 68, 92, 0.4313),
+    (5.114, 66, 51, 0.361),
+    (5.395, 71, 73, 0.3745),
+    (5.6894, 67, 107, 0.5462),
+    (6.1556, 63, 58, 0.3844),
+    (6.4601, 65, 99, 0.2968),
+]
+ROOM_OF_1000 = 2620552796
 
-def f_sharp_under_g_sharp_in_a_room(piano, shift_s: float) -> np.ndarray:
-    notes = [
-        Note(round(on + shift_s, 4), dur, midi, vel)
-        for on, dur, midi, vel in HELD_INTO_THE_NEXT_1005
-    ]
-    return room_version(piano(notes, "TimGM6mb"), SR, np.random.default_rng(ROOM_OF_1005))
+
+def named_in_the_room(
+    piano,
+    rows: list[tuple[float, int, int, float]],
+    room_seed: int,
+    strike_s: float,
+    params: ListenerParams,
+) -> list[list[int]]:
+    """The keys named at the strike at `strike_s`, the excerpt rendered on TimGM6mb in the
+    bench's room, for each place of the whole excerpt in a hop."""
+    named = []
+    for shift in ACROSS_A_HOP_S:
+        audio = piano(moved(rows, shift), "TimGM6mb")
+        audio = room_version(audio, SR, np.random.default_rng(room_seed))
+        found = transcribe_array(audio, SR, params)
+        named.append([n["midi"] for n in found if abs(n["onset_s"] - strike_s - shift) < 0.05])
+    return named
 
 
 def named_at_the_f_sharp(piano, params: ListenerParams) -> list[list[int]]:
-    """The keys named at the F#4's strike, for each place of the whole excerpt in a hop."""
-    named = []
-    for shift in ACROSS_A_HOP_S:
-        found = transcribe_array(f_sharp_under_g_sharp_in_a_room(piano, shift), SR, params)
-        named.append([n["midi"] for n in found if abs(n["onset_s"] - 2.7722 - shift) < 0.05])
-    return named
+    return named_in_the_room(piano, HELD_INTO_THE_NEXT_1005, ROOM_OF_1005, 2.7722, params)
+
+
+def named_at_the_d_sharp(piano, params: ListenerParams) -> list[list[int]]:
+    return named_in_the_room(piano, HELD_INTO_THE_NEXT_1000, ROOM_OF_1000, 6.1556, params)
 
 
 def test_key_struck_next_to_a_ringing_one_is_named_from_what_the_strike_added(piano):
     """Two strings a key or two apart beat, and YIN's period wanders between them: the F#4
     under the ringing G#4 read G4. Where YIN's key lies within two keys of the sounding one,
-    the keys up to a whole tone from it are asked (ListenerParams.legato_near_sounding_keys)."""
+    the keys around it are asked (ListenerParams.legato_near_sounding_keys)."""
     assert named_at_the_f_sharp(piano, ListenerParams()) == [[66]] * len(ACROSS_A_HOP_S)
 
 
@@ -305,33 +327,6 @@ def test_without_asking_the_keys_near_the_sounding_one_the_key_between_is_named(
     """What the rule is for: without it G4, between the two strings, at some places."""
     named = named_at_the_f_sharp(piano, ListenerParams(legato_near_sounding_keys=0))
     assert [67] in named
-
-
-# Another development melody held into the next key (seed 1000, "overlap"), from 4.5 s: the
-# soft D#4 at 6.1556 s is struck under a loud G4 that still rings.
-HELD_INTO_THE_NEXT_1000 = [
-    (4.5435, 0.2993, 66, 109),
-    (4.7627, 0.4313, 68, 92),
-    (5.114, 0.361, 66, 51),
-    (5.395, 0.3745, 71, 73),
-    (5.6894, 0.5462, 67, 107),
-    (6.1556, 0.3844, 63, 58),
-    (6.4601, 0.2968, 65, 99),
-]
-ROOM_OF_1000 = 2620552796
-
-
-def named_at_the_d_sharp(piano, params: ListenerParams) -> list[list[int]]:
-    named = []
-    for shift in ACROSS_A_HOP_S:
-        notes = [
-            Note(round(on + shift, 4), dur, midi, vel)
-            for on, dur, midi, vel in HELD_INTO_THE_NEXT_1000
-        ]
-        audio = room_version(piano(notes, "TimGM6mb"), SR, np.random.default_rng(ROOM_OF_1000))
-        found = transcribe_array(audio, SR, params)
-        named.append([n["midi"] for n in found if abs(n["onset_s"] - 6.1556 - shift) < 0.05])
-    return named
 
 
 def test_soft_key_a_third_under_a_ringing_one_is_named_its_key(piano):
