@@ -175,6 +175,8 @@ def run_clip(clip: Clip, systems: dict[str, Transcriber]) -> Result:
 def score(clip: Clip, notes: list[dict]) -> dict:
     if clip.dataset in ("keys", "salamander"):
         return first_note_figures(clip.reference[0], notes)
+    if clip.dataset == "under":
+        return struck_under_figures(clip.reference[0], notes)
     return note_figures(clip.reference, notes)
 
 
@@ -189,6 +191,13 @@ def first_note_figures(reference: Note, notes: list[dict]) -> dict:
         "latency_s": first["emitted_s"] - reference.onset_s if right else None,
         "count": len(notes),
     }
+
+
+def struck_under_figures(reference: Note, notes: list[dict]) -> dict:
+    """A bass key struck under a ringing one: is the first note out from its strike on (an
+    onset no earlier than the tolerance before it) the bass key, and how late."""
+    since = [n for n in notes if n["onset_s"] >= reference.onset_s - ONSET_TOLERANCE_S]
+    return first_note_figures(reference, since)
 
 
 def _intervals_and_hz(notes: Iterable[tuple[float, float, int]]) -> tuple[np.ndarray, np.ndarray]:
@@ -370,6 +379,46 @@ def keys_table(results: list[Result], systems: dict) -> list[dict]:
         for split, span, goal in KEY_SPLITS
     ]
     return print_table(f"== isolated keys: first note right (%), {len(keys)} clips ==", rows)
+
+
+UNDER_SPLITS = (("E1-A1", (28, 33)), ("D2-C3", (38, 48)))
+
+
+def under_table(results: list[Result], systems: dict) -> list[dict]:
+    """Bass keys struck under a ringing one (`piano_sets.struck_under`): right first notes
+    and the latency of the right ones, evaluation pianos pooled, then per piano and room."""
+    under = [r for r in results if r.clip.dataset == "under"]
+    pooled = evaluation_only(under)
+    pianos = "+".join(dict.fromkeys(r.clip.piano for r in pooled))
+
+    def right_ms(q: float) -> Callable[[str], float | None]:
+        def figure(system: str) -> float | None:
+            lat = [r.outcomes[system].figures["latency_s"] for r in pooled]
+            return percentile_ms([v for v in lat if v is not None], q)
+
+        return figure
+
+    groups = {f"{pianos} dry+room": pooled}
+    groups |= {_tag(label): group for label, group in by_set(results, "under").items()}
+    rows = [
+        row(f"right %, {label}", lambda s, g=group: percent_right(g, s, (21, 108)), systems, "")
+        for label, group in groups.items()
+    ]
+    rows += [
+        row(
+            f"right %, {split}, {pianos}",
+            lambda s, k=span: percent_right(pooled, s, k),
+            systems,
+            "",
+        )
+        for split, span in UNDER_SPLITS
+    ]
+    rows += [
+        row("latency of the right ones, median ms", right_ms(50), systems, ""),
+        row("latency of the right ones, p95 ms", right_ms(95), systems, ""),
+    ]
+    title = f"== a bass key struck under a ringing one: first note right, {len(under)} clips =="
+    return print_table(title, rows)
 
 
 def melody_table(results: list[Result], systems: dict) -> list[dict]:
@@ -559,6 +608,7 @@ def build_clips(args: argparse.Namespace, cache: Path) -> list[Clip]:
         clips += sets.isolated_keys(piano, keys, cache)
         clips += sets.melodies(piano, count, cache)
         clips += sets.melodies(piano, count // 2, cache, LEGATO_OVERLAP_S)
+        clips += sets.struck_under(piano, cache)
     try:
         clips += sets.pieces(4 if args.quick else 16, cache)
     except ImportError as exc:  # music21 is in the train extra
@@ -609,6 +659,7 @@ def main(argv: list[str] | None = None) -> int:
     tables = {
         "isolated_keys": keys_table(results, one_line),
         "melodies": melody_table(results, one_line),
+        "struck_under": under_table(results, one_line),
         "salamander": salamander_table(results, one_line),
         "annotated": annotated_table(results, systems),
         "polyphonic": poly_table(results, systems),

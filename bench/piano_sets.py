@@ -146,6 +146,49 @@ def melodies(piano: str, count: int, cache: Path, overlap_s: float = 0.0) -> lis
     return dry_and_room(clips)
 
 
+# -- a bass key struck under a ringing one ---------------------------------------------------
+UNDER_UPPER = (62, 67, 72, 79)  # D4 G4 C5 G5, struck at UNDER_UPPER_VELOCITY and held
+UNDER_BASS = (28, 33, 38, 43, 48)  # E1 A1 D2 G2 C3, struck under them
+UNDER_UPPER_VELOCITY = 90
+UNDER_SLOT_S = 3.5  # the bass key is let go at 2.0 s; 1.5 s of release follows
+UNDER_UPPER_AT_S = 0.5
+UNDER_BASS_AT_S = 1.0  # half a second after the upper key: it rings loud over the strike
+UNDER_OFF_S = 2.0
+
+
+def struck_under(piano: str, cache: Path) -> list[Clip]:
+    """A left hand under a held melody note: each of `UNDER_BASS` struck half a second after
+    each of `UNDER_UPPER`, which rings on over it, the bass key soft and loud (`VELOCITIES`),
+    dry and in the room. Neither the melodies (steps of a fourth at most) nor the isolated keys
+    strike a key far below one still sounding. `reference[0]` is the bass key, the note
+    judged (the upper one follows). One FluidSynth run per velocity, cut into slots as
+    `isolated_keys` does."""
+    soundfont = find_soundfont(piano)
+    pairs = [(upper, bass) for upper in UNDER_UPPER for bass in UNDER_BASS]
+    clips = []
+    for velocity in VELOCITIES:
+        notes = []
+        for i, (upper, bass) in enumerate(pairs):
+            start = UNDER_SLOT_S * i
+            held_s = UNDER_OFF_S - UNDER_UPPER_AT_S
+            notes.append(Note(start + UNDER_UPPER_AT_S, held_s, upper, UNDER_UPPER_VELOCITY))
+            notes.append(
+                Note(start + UNDER_BASS_AT_S, UNDER_OFF_S - UNDER_BASS_AT_S, bass, velocity)
+            )
+        label = f"under{len(pairs)}_v{velocity}_{piano}"
+        audio = render_notes_cached(notes, soundfont, cache, SAMPLE_RATE, label=label)
+        slot = round(UNDER_SLOT_S * SAMPLE_RATE)
+        for i, (upper, bass) in enumerate(pairs):
+            reference = (
+                Note(UNDER_BASS_AT_S, UNDER_OFF_S - UNDER_BASS_AT_S, bass, velocity),
+                Note(UNDER_UPPER_AT_S, UNDER_OFF_S - UNDER_UPPER_AT_S, upper, UNDER_UPPER_VELOCITY),
+            )
+            clip_audio = audio[i * slot : (i + 1) * slot]
+            name = f"{bass}_under_{upper}_v{velocity}"
+            clips.append(Clip("under", piano, "dry", name, clip_audio, SAMPLE_RATE, reference))
+    return dry_and_room(clips)
+
+
 # -- polyphonic pieces -----------------------------------------------------------------------
 PIECE_PIANO = "MuseScore_General"  # never in the note model's training or tuning
 PIECE_LENGTH_S = 20.0

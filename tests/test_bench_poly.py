@@ -1,5 +1,6 @@
-"""bench/notes.py's note_f1: the polyphonic score the Basic Pitch comparison relies on,
-checked on hand-made note lists (needs mir_eval, from the dev extra)."""
+"""bench/notes.py's scores, checked on hand-made note lists (needs mir_eval, from the dev
+extra): note_f1, the polyphonic score the Basic Pitch comparison relies on, and
+struck_under_figures, which judges a bass key struck under a ringing one."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ BENCH = Path(__file__).resolve().parent.parent / "bench"
 
 
 @pytest.fixture(scope="module")
-def note_f1():
+def bench_notes():
     # bench/ is a folder of scripts, not a package: load the file itself, with its folder on
     # the path for its sibling module piano_sets.
     sys.path.insert(0, str(BENCH))
@@ -26,7 +27,12 @@ def note_f1():
         spec.loader.exec_module(module)
     finally:
         sys.path.remove(str(BENCH))
-    return module.note_f1
+    return module
+
+
+@pytest.fixture(scope="module")
+def note_f1(bench_notes):
+    return bench_notes.note_f1
 
 
 CHORD = [(1.0, 2.0, 60), (1.0, 2.0, 64), (1.0, 2.0, 67)]
@@ -73,3 +79,22 @@ def test_nothing_found_scores_zero(note_f1) -> None:
 def test_empty_reference_is_refused(note_f1) -> None:
     with pytest.raises(ValueError, match="reference"):
         note_f1([], CHORD)
+
+
+def _found(midi: int, onset_s: float, emitted_s: float) -> dict:
+    return {"midi": midi, "onset_s": onset_s, "offset_s": onset_s + 0.5, "emitted_s": emitted_s}
+
+
+def test_struck_under_judges_the_first_note_from_the_bass_strike_on(bench_notes) -> None:
+    from notesight.device.synth import Note
+
+    bass = Note(1.0, 1.0, 33, 40)
+    ringing = _found(67, 0.5, 0.53)  # the upper key, out before the strike: not judged
+    right = bench_notes.struck_under_figures(bass, [ringing, _found(33, 1.01, 1.07)])
+    assert right["right"] and right["found"] == 33
+    assert right["latency_s"] == pytest.approx(0.07)
+    # the ringing key named again at the strike is the note judged, and it is wrong
+    wrong = bench_notes.struck_under_figures(bass, [ringing, _found(67, 0.98, 1.03)])
+    assert not wrong["right"] and wrong["found"] == 67 and wrong["latency_s"] is None
+    nothing = bench_notes.struck_under_figures(bass, [ringing])
+    assert not nothing["right"] and nothing["found"] is None
