@@ -167,26 +167,28 @@ def struck_under(piano: str, cache: Path) -> list[Clip]:
     pairs = [(upper, bass) for upper in UNDER_UPPER for bass in UNDER_BASS]
     clips = []
     for velocity in VELOCITIES:
-        notes = []
-        for i, (upper, bass) in enumerate(pairs):
-            start = UNDER_SLOT_S * i
-            held_s = UNDER_OFF_S - UNDER_UPPER_AT_S
-            notes.append(Note(start + UNDER_UPPER_AT_S, held_s, upper, UNDER_UPPER_VELOCITY))
-            notes.append(
-                Note(start + UNDER_BASS_AT_S, UNDER_OFF_S - UNDER_BASS_AT_S, bass, velocity)
-            )
+        references = [_bass_under(upper, bass, velocity) for upper, bass in pairs]
+        notes = [
+            Note(UNDER_SLOT_S * i + n.onset_s, n.duration_s, n.midi, n.velocity)
+            for i, reference in enumerate(references)
+            for n in reversed(reference)  # the upper key first, as it is struck
+        ]
         label = f"under{len(pairs)}_v{velocity}_{piano}"
         audio = render_notes_cached(notes, soundfont, cache, SAMPLE_RATE, label=label)
         slot = round(UNDER_SLOT_S * SAMPLE_RATE)
-        for i, (upper, bass) in enumerate(pairs):
-            reference = (
-                Note(UNDER_BASS_AT_S, UNDER_OFF_S - UNDER_BASS_AT_S, bass, velocity),
-                Note(UNDER_UPPER_AT_S, UNDER_OFF_S - UNDER_UPPER_AT_S, upper, UNDER_UPPER_VELOCITY),
-            )
+        for i, ((upper, bass), reference) in enumerate(zip(pairs, references, strict=True)):
             clip_audio = audio[i * slot : (i + 1) * slot]
             name = f"{bass}_under_{upper}_v{velocity}"
             clips.append(Clip("under", piano, "dry", name, clip_audio, SAMPLE_RATE, reference))
     return dry_and_room(clips)
+
+
+def _bass_under(upper: int, bass: int, velocity: int) -> tuple[Note, Note]:
+    """One clip's bass key and the key ringing over it, in the clip's time."""
+    return (
+        Note(UNDER_BASS_AT_S, UNDER_OFF_S - UNDER_BASS_AT_S, bass, velocity),
+        Note(UNDER_UPPER_AT_S, UNDER_OFF_S - UNDER_UPPER_AT_S, upper, UNDER_UPPER_VELOCITY),
+    )
 
 
 # -- polyphonic pieces -----------------------------------------------------------------------
