@@ -465,6 +465,29 @@ def ringing_partials(
     return int(np.count_nonzero(energies >= power.max() * 10.0 ** (-within_db / 10.0)))
 
 
+def peaked_partials(
+    power: np.ndarray,
+    bin_hz: float,
+    freq_hz: float,
+    *,
+    count: int = 8,
+    within_db: float = 20.0,
+    tolerance: float = 0.015,
+) -> int:
+    """How many of the first `count` partials of `freq_hz` have a spectral peak of their own:
+    a local maximum within `within_db` of the strongest from half of `freq_hz` to just past
+    the last partial, within `tolerance` of the partial (or one bin). Unlike
+    `ringing_partials`, which takes the strongest bin in each partial's band, the skirt of
+    another note's loud partial next to the band does not count: over a ~50 ms window a
+    partial's main lobe reaches 20 Hz either side."""
+    peaks = _spectral_peaks(power, bin_hz, 0.5 * freq_hz, (count + 0.5) * freq_hz, within_db)
+    if len(peaks) == 0:
+        return 0
+    partials = np.arange(1, count + 1) * freq_hz
+    near = np.abs(peaks[None, :] - partials[:, None]) <= tolerance * partials[:, None] + bin_hz
+    return int(np.count_nonzero(near.any(axis=1)))
+
+
 def lone_partial(
     power: np.ndarray,
     bin_hz: float,

@@ -19,7 +19,7 @@ from notesight.device.synth import Note
 from notesight.device.transcribe import transcribe_array
 from notesight.dsp.augment import add_noise_at_snr, add_reverb, pink_noise
 from notesight.dsp.music import midi_to_freq
-from notesight.dsp.pitch import power_spectrum, ringing_partials
+from notesight.dsp.pitch import peaked_partials, power_spectrum, ringing_partials
 
 SR = 44100
 ONSET_S = 0.5
@@ -70,6 +70,24 @@ def test_ringing_partials_counts_a_bass_strings_partials_but_not_two_rumbling_mo
     rumble += 2 * np.sin(2 * np.pi * midi_to_freq(84) * t)
     power = power_spectrum(rumble)
     assert ringing_partials(power, bin_hz, 50.0) <= 2
+
+
+def test_peaked_partials_counts_peaks_not_the_skirt_of_a_loud_line_beside_a_partial():
+    """`peaked_partials` (NoteListener._thump_far_below) counts a partial only where a peak of
+    its own lies: a thump's two modes and a treble string 2.7 % off its 6th partial give 2,
+    where `ringing_partials` also counts the string's skirt in that band."""
+    rate = RATE // 2
+    low = 98.0
+    string = harmonic_tone(low, [-7, 0, -3, -18, -16, -9, -14, -19])
+    power = power_spectrum(string)
+    bin_hz = rate / (2 * (len(power) - 1))
+    assert peaked_partials(power, bin_hz, low) == 8
+    t = np.arange(len(string)) / rate
+    thump = np.sin(2 * np.pi * low * t) + np.sin(2 * np.pi * 2 * low * t + 1)
+    thump += 3 * np.sin(2 * np.pi * 6.16 * low * t)
+    power = power_spectrum(thump)
+    assert peaked_partials(power, bin_hz, low) == 2
+    assert ringing_partials(power, bin_hz, low) >= 3
 
 
 # (key, seed, knock level in dB, room): synthetic knocked top keys that give no note, where YIN
