@@ -533,6 +533,8 @@ class NoteListener:
         """The new key, when YIN on the window without what lies below `high_pass_hz` reads
         it in `high_pass_windows` windows in a row (within `high_pass_agree_semitones`, each
         at `high_pass_confidence` or more) while the raw windows cannot agree on it; else None.
+        The window is the one the estimate was read from: the comb's output where it won
+        (`_without_previous_note`).
 
         In legato a new string's first windows also hold the period it shares with the old
         one (a major third: four of the new periods, five of the old) and, on some pianos,
@@ -568,8 +570,7 @@ class NoteListener:
             or window.size < p.high_pass_min_window_s * self.rate
         ):
             return None
-        kept = band_passed(window, p.high_pass_hz, float(self.rate), self.rate)
-        reading = self._estimate(kept.astype(np.float32))
+        reading = self._estimate_in_band(window, p.high_pass_hz, float(self.rate))
         if reading is None:
             return None
         pending.high_passed.append(reading)
