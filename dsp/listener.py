@@ -199,7 +199,8 @@ class ListenerParams:
     multiple_seen: bool = True  # a decided note is taken k times higher when an earlier...
     multiple_seen_factors: int = 9  # ...window found that (k up to this), holding this...
     multiple_seen_periods: float = 2.0  # ...many periods of the decided note, and the window
-    # repeats within run_octave_margin as well at 1/k of the period (_multiple_seen)
+    # repeats within run_octave_margin as well at 1/k of the period (_multiple_seen), ...
+    multiple_seen_confidence: float = 0.55  # ...when that window was at least this periodic
     newest_below: bool = True  # the energy below passes when it is the strike's alone: none in...
     newest_below_s: float = 0.015  # ...the window's newest this many seconds, none from thump_hz
     newest_below_from_hz: float = 250.0  # ...up to the estimate, which lies from this up to
@@ -1548,7 +1549,7 @@ class NoteListener:
         self, window: np.ndarray, estimate: PitchEstimate, estimates: list[PitchEstimate]
     ) -> PitchEstimate:
         """A decided note taken `k` times up (k from 2 to `multiple_seen_factors`) when an
-        earlier window of the same strike found that note with `min_confidence` while it
+        earlier window of the same strike found that note with `multiple_seen_confidence` while it
         held `multiple_seen_periods` of the decided one, so that YIN could have found the
         lower period there and found the higher, and the decided window repeats within
         `run_octave_margin` as well at 1/k of its period: it then holds the higher note, and
@@ -1561,14 +1562,23 @@ class NoteListener:
         it), which was decided at 49 ms: now F4. Knocked top keys (592, synthetic): 210 ->
         213 right, 91 -> 88 wrong (a G#5 named C#4, a twelfth down, now G#5); development
         keys, melodies and synthetic stiff strings unchanged but one freepats melody in a
-        room, which gained a note."""
+        room, which gained a note.
+
+        That window need not reach `min_confidence` (0.6): 0.55 will do
+        (`multiple_seen_confidence`, since 2026-11-23). FluidR3_GM's loud F4 in a room read F4
+        at 0.71-0.74 in windows too short to hold D#1's period, was held back by the thump
+        under it, read F4 at 0.56-0.57 in windows holding 2.0-2.5 periods of D#1, then D#1
+        (a ninth of it) at 0.59-0.62, which was decided: now F4. Evaluation keys 25 -> 24
+        wrong, melodies one note more right; development keys, melodies (360 clips),
+        Salamander, knocked top keys, synthetic stiff strings, bass leaps and the keys struck
+        under a ringing one unchanged."""
         p = self.params
         if not p.multiple_seen:
             return estimate
         period = self.rate / estimate.freq_hz
         here = _similarity(window, period)
         for e in estimates[:-1]:
-            if e.confidence < p.min_confidence or self._is_sounding_key(e):
+            if e.confidence < p.multiple_seen_confidence or self._is_sounding_key(e):
                 continue
             if e.window * estimate.freq_hz / self.rate < p.multiple_seen_periods:
                 continue
