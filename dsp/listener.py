@@ -162,7 +162,7 @@ class ListenerParams:
     high_pass_from_midi: float = 55.0  # ...from this key up
     high_pass_cents: float = 35.0  # ...this near a key
     high_pass_sounding_within: float = 5.0  # ...at most this many keys from the sounding one
-    settle_cents: float = 30.0  # an estimate this far from every key waits for the next...
+    settle_cents: float = 25.0  # an estimate this far from every key waits for the next...
     settle_drift_cents: float = 5.0  # ...when it moved this much since the window before...
     settle_window_s: float = 0.035  # ...in windows shorter than this (NoteListener._settling)
     settle_across_keys: bool = True  # ...and one near a key that moved there from another
@@ -1631,6 +1631,15 @@ class NoteListener:
         neighbour-key check may name a key outright, and a key it changes its mind about
         waits too: the one melody that lost a note lost it that way (csound's D#4 after an
         E4, named D#4, then D4 twice).
+
+        `settle_cents` is 25 since 2026-11-23 (30 before). MuseScore_General's soft A#1 in a
+        room read A#2 30 cents flat (45.70) in its 35 ms window and was named A#2 there; it
+        now waits one window, in which the odd partials of the string an octave down stand
+        as peaks (`_string_an_octave_down`): A#1. Evaluation keys 24 -> 23 wrong, melody F1
+        0.9506 -> 0.9514, latency from C3 up median 26.31 -> 26.80 ms, p95 46.91 -> 47.92 ms
+        (at 20: 0.9526, but p95 48.22 ms); development keys, melodies (360 clips; C3-C6
+        0.9788 -> 0.9797), Salamander, knocked top keys, synthetic stiff strings, bass leaps
+        and keys struck under a ringing one unchanged, development p95 37.98 -> 38.41 ms.
 
         A held estimate is not lost: a later window that is accepted decides instead, and
         when the short windows are over with none, the held one does (see `_try_decide`)."""

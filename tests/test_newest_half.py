@@ -18,7 +18,9 @@ from notesight.device.transcribe import transcribe_array
 from notesight.dsp.listener import ListenerParams, NoteListener
 
 RATE = 44100
-FORWARD_ONLY = ListenerParams(newest_half=False)
+# Without the newest half, and with the 30-cent settling of the time it came in: since 25 cents
+# (ListenerParams.settle_cents) those flat first windows wait as well, and name the key alone.
+FORWARD_ONLY = ListenerParams(newest_half=False, settle_cents=30.0)
 # Where these keys' strikes fall late in a hop (the hop is 5.8 ms from the stream's start)
 LATE_IN_A_HOP_S = (0.4986, 0.4988, 0.4990)
 

@@ -73,8 +73,9 @@ def test_freepats_key_wandering_onto_the_next_key_under_a_ringing_one_is_named_i
     released, as in a development melody. Its first windows climb from B4 towards C5, and
     where the hop grid met that climb a window near C5 named C5. The strike is moved across
     one hop; without the rule one of these places was named C5 (and without the newest half's
-    reading, NoteListener._estimate, which now names it right as well)."""
-    without = ListenerParams(settle_across_keys=False, newest_half=False)
+    reading, NoteListener._estimate, which now names it right as well; and with settle_cents
+    at 30, as then: at 25 a window 25-30 cents off C5 waits as well)."""
+    without = ListenerParams(settle_across_keys=False, newest_half=False, settle_cents=30.0)
     named, before = [], []
     for shift in ACROSS_A_HOP_S:
         onset = 0.5 + 0.452 + shift
