@@ -6,7 +6,10 @@ ship it). Every failure is a ModelError that names the file and the config key t
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +53,30 @@ def open_interpreter(
         opened = interpreter(model_path=str(path), num_threads=num_threads)
         if prepare is not None:
             prepare(opened)
-        opened.allocate_tensors()
+        with _native_stderr_silenced():
+            opened.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         raise ModelError(f"{what} {path} is not a usable .tflite model: {exc}") from None
     return opened
+
+
+@contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """File descriptor 2 on /dev/null for the duration. LiteRT's C++ logger writes "INFO:
+    Created TensorFlow Lite XNNPACK delegate for CPU." there when an interpreter's tensors are
+    first allocated, and its Python API has no setting for that logger; `notesight transcribe`
+    and `classify` keep stderr for warnings and errors. Failures still reach the caller as
+    exceptions, which carry LiteRT's message."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to silence
+        yield
+        return
+    try:
+        with open(os.devnull, "w") as null:
+            sys.stderr.flush()
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
