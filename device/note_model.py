@@ -3,8 +3,9 @@
 `NoteModel` runs `models/notes.tflite` through LiteRT (or the older tflite_runtime): it takes
 a (1, T, N_BINS, 2) window of `dsp.logspec` frames and gives (1, T - CONTEXT + 1, 1, 176)
 onset and sounding probabilities; the daemon feeds T = CONTEXT frames, one inference per hop.
-`make_listener` builds what [listen].pipeline names: "poly" (this model, the default for
-piano) or "mono" (the monophonic listening core, which also measures tuning finely).
+`make_listener` builds what [listen].pipeline names: "poly" (this model run every hop) or
+"mono" (the monophonic listening core, the default, which also measures tuning finely and asks
+this model about a strike only when its own rules name no key: `polynotes.StrikeReading`).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import numpy as np
 
 from notesight.dsp.listener import ListenerParams, NoteListener
 from notesight.dsp.logspec import N_BINS, WINDOWS
-from notesight.dsp.polynotes import N_KEYS, PolyListener, PolyParams
+from notesight.dsp.polynotes import N_KEYS, PolyListener, PolyParams, StrikeReading
 
 from .errors import ModelError
 from .litert import open_interpreter
@@ -83,12 +84,34 @@ class PolyPipeline:
     params: PolyParams
 
 
-ListeningParams = ListenerParams | PolyPipeline
+@dataclass(frozen=True)
+class MonoPipeline:
+    """[listen].pipeline = "mono": the core's parameters and the note model file it asks
+    about strikes its rules cannot name (None: it never asks)."""
+
+    params: ListenerParams
+    model: Path | None = SHIPPED_NOTE_MODEL
+
+
+# A bare ListenerParams is the core without the note model (tests of the rules alone).
+ListeningParams = ListenerParams | MonoPipeline | PolyPipeline
 
 
 def make_listener(sample_rate: int, params: ListeningParams | None) -> NoteListener | PolyListener:
-    """The listener the parameters ask for (None: the monophonic core with its defaults)."""
+    """The listener the parameters ask for (None: the monophonic core with its defaults and
+    the shipped note model)."""
+    if params is None:
+        params = MonoPipeline(ListenerParams())
     if isinstance(params, PolyPipeline):
         model = NoteModel(params.model, params.params.context)
         return PolyListener(sample_rate, model, params.params)
-    return NoteListener(sample_rate, params)
+    if isinstance(params, ListenerParams):
+        return NoteListener(sample_rate, params)
+    core = params.params
+    if params.model is None:
+        return NoteListener(sample_rate, core)
+    reading = PolyParams(
+        a4_hz=core.a4_hz, lowest_midi=core.lowest_midi, highest_midi=core.highest_midi
+    )
+    reader = StrikeReading(NoteModel(params.model, reading.context), reading)
+    return NoteListener(sample_rate, core, reader)

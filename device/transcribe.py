@@ -22,7 +22,13 @@ from notesight.dsp.listener import ListenerParams, analysis_factor, analysis_hop
 from notesight.dsp.polynotes import PolyParams
 
 from .config import ListenSettings
-from .note_model import SHIPPED_NOTE_MODEL, ListeningParams, PolyPipeline, make_listener
+from .note_model import (
+    SHIPPED_NOTE_MODEL,
+    ListeningParams,
+    MonoPipeline,
+    PolyPipeline,
+    make_listener,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,7 +51,7 @@ class Note:
 def listener_params(settings: ListenSettings | None) -> ListeningParams:
     """What [listen] asks for: the note model ("poly") or the monophonic core ("mono")."""
     if settings is None:
-        return ListenerParams()
+        return MonoPipeline(ListenerParams())
     # Both pipelines take the tuning reference, the key range and the level gate alike.
     shared = {
         "a4_hz": settings.a4_hz,
@@ -53,10 +59,11 @@ def listener_params(settings: ListenSettings | None) -> ListeningParams:
         "highest_midi": settings.highest_midi,
         "min_level_dbfs": settings.min_level_dbfs,
     }
+    model = Path(settings.model).expanduser() if settings.model else SHIPPED_NOTE_MODEL
     if settings.pipeline == "poly":
-        model = Path(settings.model).expanduser() if settings.model else SHIPPED_NOTE_MODEL
         return PolyPipeline(model, PolyParams(**shared, chord_debounce_s=settings.chord_debounce_s))
-    return ListenerParams(**shared, onset_sensitivity=settings.onset_sensitivity)
+    core = ListenerParams(**shared, onset_sensitivity=settings.onset_sensitivity)
+    return MonoPipeline(core, model)
 
 
 def daemon_block_size(sample_rate: int) -> int:
@@ -73,9 +80,7 @@ TRANSCRIBE_HOPS = 64
 def transcribe_block_size(sample_rate: int, params: ListeningParams | None) -> int:
     """The block `transcribe` feeds the pipeline that `params` makes (see the module doc)."""
     block = daemon_block_size(sample_rate)
-    return (
-        block * TRANSCRIBE_HOPS if params is None or isinstance(params, ListenerParams) else block
-    )
+    return block if isinstance(params, PolyPipeline) else block * TRANSCRIBE_HOPS
 
 
 def notes_from_blocks(

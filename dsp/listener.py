@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 import numpy as np
 
@@ -40,6 +41,19 @@ from .pitch import (
     whole_multiple,
     yin,
 )
+
+
+class StrikeReader(Protocol):
+    """A second, independent reading of one strike (`polynotes.StrikeReading`: the note model):
+    called with mono audio ending now at `sample_rate` and the strike's index in it, it gives
+    (midi, Hz, confidence) of the key struck there, or None. `history_s` is the audio it needs
+    before the strike."""
+
+    history_s: float
+
+    def __call__(
+        self, audio: np.ndarray, sample_rate: float, strike: int
+    ) -> tuple[int, float, float] | None: ...
 
 
 @dataclass(frozen=True)
@@ -293,8 +307,15 @@ class NoteListener:
     event was decided.
     """
 
-    def __init__(self, sample_rate: int, params: ListenerParams | None = None) -> None:
+    def __init__(
+        self,
+        sample_rate: int,
+        params: ListenerParams | None = None,
+        strike_reader: StrikeReader | None = None,
+    ) -> None:
         self.params = params or ListenerParams()
+        # Asked only when no rule names a key by the longest window (_give_up_or_guess).
+        self._strike_reader = strike_reader
         p = self.params
         self.input_rate = sample_rate
         self._factor = analysis_factor(sample_rate)
@@ -309,6 +330,8 @@ class NoteListener:
         self._pitch = MultiWindowPitch(round(self.rate), sizes)
         self._spectral = SpectralCheck(round(self.rate), rumble_hz=p.thump_hz)
         self._buffer_len = max(self._pitch.longest, frame) + 4 * self.hop
+        if strike_reader is not None:  # the reader hears from before the strike to now
+            self._buffer_len += round(strike_reader.history_s * self.rate)
         self._buffer = np.zeros(2 * self._buffer_len, np.float32)
         self._filled = self._buffer_len  # zeros of "silence" before the stream starts
         self._position = 0  # analysis samples consumed (hop-aligned)
@@ -2142,7 +2165,26 @@ class NoteListener:
             self._start_note(pending, best, events)
         elif (bass := self._bass_by_partials(pending)) is not None:
             self._start_note(pending, bass, events)
+        elif (read := self._read_strike(pending)) is not None:
+            self._start_note(pending, read, events)
         self._pending = None
+
+    def _read_strike(self, pending: _PendingNote) -> PitchEstimate | None:
+        """The strike reader's key (the note model's), when every rule has given up: from
+        `history_s` before the strike to now, as an estimate over the longest window."""
+        reader = self._strike_reader
+        if reader is None:
+            return None
+        since_strike = self._position - pending.onset
+        before = min(round(reader.history_s * self.rate), self._buffer_len - since_strike)
+        audio = self._buffer[self._filled - since_strike - before : self._filled]
+        reading = reader(audio, self.rate, before)
+        if reading is None:
+            return None
+        _, freq_hz, confidence = reading
+        size = self._pitch.longest
+        midi_float = freq_to_midi(freq_hz, self.params.a4_hz)
+        return PitchEstimate(freq_hz, confidence, size, midi_float, size * freq_hz / self.rate)
 
     def _bass_by_partials(self, pending: _PendingNote) -> PitchEstimate | None:
         """A bass key that no window decided, named by the peaks its partials explain in the

@@ -23,7 +23,15 @@ from .chords import ChordTracker
 from .decimate import Decimator
 from .events import Chord, NoteOff, NoteOn
 from .level import NoiseFloor, rms_dbfs
-from .logspec import HOP, LONG_WINDOW, N_BINS, SAMPLE_RATE, WINDOWS, LogSpectrogram
+from .logspec import (
+    HOP,
+    LONG_WINDOW,
+    N_BINS,
+    SAMPLE_RATE,
+    WINDOWS,
+    LogSpectrogram,
+    log_spectrogram,
+)
 from .music import PIANO_LOWEST_MIDI, midi_to_freq, midi_to_name, nearest_midi_and_cents
 
 N_KEYS = 88
@@ -198,7 +206,7 @@ class PolyListener:
 
     def _note_on(self, midi: int, frame: int, emitted: float, recent: np.ndarray) -> NoteOn:
         p = self.params
-        freq, cents = self._tuning(midi, recent)
+        freq, cents = key_tuning(midi, recent, p.a4_hz)
         velocity = 1 + 126 * (max(self._frame_levels) - p.velocity_floor_dbfs) / p.velocity_range_db
         return NoteOn(
             midi=midi,
@@ -210,36 +218,95 @@ class PolyListener:
             emitted_s=emitted,
         )
 
-    def _tuning(self, midi: int, recent: np.ndarray) -> tuple[float, float]:
-        """The sounding frequency near the key's fundamental, from the last 128 ms: the peak
-        of a zero-padded FFT (parabolic interpolation) within a semitone of where the key
-        should be. Bass fundamentals are weak and the 128 ms window blurs them, so below
-        200 Hz the partial nearest 200 Hz is measured and divided by its number (piano
-        strings' inharmonicity makes that read a few cents sharp)."""
+
+def key_tuning(midi: int, recent: np.ndarray, a4_hz: float) -> tuple[float, float]:
+    """(Hz, cents) a key sounds at, from `recent`, the last LONG_WINDOW samples at 16 kHz: the
+    peak of a zero-padded FFT (parabolic interpolation) within a semitone of where the key
+    should be. Bass fundamentals are weak and the 128 ms window blurs them, so below 200 Hz the
+    partial nearest 200 Hz is measured and divided by its number (piano strings'
+    inharmonicity makes that read a few cents sharp). No reading: the key's own frequency and
+    0 cents."""
+    expected = midi_to_freq(midi, a4_hz)
+    harmonic = max(1, math.ceil(200.0 / expected))
+    target = expected * harmonic
+    size = 4 * LONG_WINDOW
+    spectrum = np.abs(np.fft.rfft(recent[-LONG_WINDOW:] * np.hanning(LONG_WINDOW), size))
+    bin_hz = SAMPLE_RATE / size
+    low = max(int(target * 2 ** (-1 / 12) / bin_hz), 1)
+    high = min(int(target * 2 ** (1 / 12) / bin_hz) + 1, len(spectrum) - 2)
+    if high <= low:
+        return expected, 0.0
+    peak = low + int(np.argmax(spectrum[low:high]))
+    a, b, c = np.log(spectrum[peak - 1 : peak + 2] + 1e-12)
+    curvature = a - 2 * b + c
+    # Only a real peak (curved down, the vertex between its neighbours) is read; silence
+    # or a flat stretch of spectrum gives no reading.
+    shift = 0.5 * (a - c) / curvature if curvature < 0 else 0.0
+    measured = (peak + shift) * bin_hz / harmonic
+    if curvature >= 0 or abs(shift) > 1 or measured <= 0:
+        return expected, 0.0
+    nearest, cents = nearest_midi_and_cents(measured, a4_hz)
+    if nearest != midi:  # the peak belongs to a neighbour: no reading
+        return expected, 0.0
+    return measured, round(cents, 1)
+
+
+class StrikeReading:
+    """The note model asked once about one strike: which key it places there. The monophonic
+    core (`NoteListener`) asks when none of its own rules has named a key by its longest
+    window; the note model then gives a second, independent reading. It was trained on whole
+    keyboards of rendered pianos, so it hears a bass key in a room whose fundamental YIN and
+    the partial rules lose under the room's modes (FluidR3_GM's soft C2 and loud D2 in the
+    benchmark's room gave no note at all; the model names both).
+
+    Called with mono audio ending now at any rate and the strike's index in it: the audio is
+    brought to 16 kHz and turned into `LogSpectrogram` frames (zeros before it count as
+    silence), the model is run over all of them at once, and the key whose onset probability
+    is highest in the frames around the strike is the reading, if that probability reaches
+    the decoder's own `onset_threshold` and the key's sounding probability in the newest
+    frame its `sounding_threshold` (a knock or a thump is struck but does not ring on; a
+    reading that fails either is no reading). Thresholds are `PolyParams`'s, chosen for the
+    note model on its validation clips, not here.
+    """
+
+    # Audio the reading needs before the strike: the frames the model decides the frame before
+    # the strike's from reach back 5 frames (80 ms), each over a 128 ms window: 208 ms, and a
+    # margin.
+    history_s = 0.3
+
+    def __init__(self, model: NoteModel, params: PolyParams | None = None) -> None:
+        self.params = params or PolyParams()
+        self._model = model
+
+    def __call__(
+        self, audio: np.ndarray, sample_rate: float, strike: int
+    ) -> tuple[int, float, float] | None:
+        """(midi, Hz, onset probability) of the key struck at `audio[strike]`, or None."""
         p = self.params
-        expected = midi_to_freq(midi, p.a4_hz)
-        harmonic = max(1, math.ceil(200.0 / expected))
-        target = expected * harmonic
-        size = 4 * LONG_WINDOW
-        spectrum = np.abs(np.fft.rfft(recent * np.hanning(LONG_WINDOW), size))
-        bin_hz = SAMPLE_RATE / size
-        low = max(int(target * 2 ** (-1 / 12) / bin_hz), 1)
-        high = min(int(target * 2 ** (1 / 12) / bin_hz) + 1, len(spectrum) - 2)
+        audio16 = np.asarray(
+            soxr.resample(np.asarray(audio, np.float32), sample_rate, SAMPLE_RATE, quality="QQ"),
+            np.float32,
+        )
+        frames = log_spectrogram(audio16)
+        if len(frames) < p.context:
+            return None
+        out = np.asarray(self._model(frames[None]), np.float32).reshape(-1, 2 * N_KEYS)
+        # Output i decides input frame i + first; the strike lands in one frame, and the model
+        # may place it a frame early or up to two late.
+        first = p.context - 1 - p.lookahead
+        strike_frame = int(strike * SAMPLE_RATE / sample_rate) // HOP
+        low, high = max(0, strike_frame - 1 - first), min(len(out), strike_frame + 3 - first)
         if high <= low:
-            return expected, 0.0
-        peak = low + int(np.argmax(spectrum[low:high]))
-        a, b, c = np.log(spectrum[peak - 1 : peak + 2] + 1e-12)
-        curvature = a - 2 * b + c
-        # Only a real peak (curved down, the vertex between its neighbours) is read; silence
-        # or a flat stretch of spectrum gives no reading.
-        shift = 0.5 * (a - c) / curvature if curvature < 0 else 0.0
-        measured = (peak + shift) * bin_hz / harmonic
-        if curvature >= 0 or abs(shift) > 1 or measured <= 0:
-            return expected, 0.0
-        nearest, cents = nearest_midi_and_cents(measured, p.a4_hz)
-        if nearest != midi:  # the peak belongs to a neighbour: no reading
-            return expected, 0.0
-        return measured, round(cents, 1)
+            return None
+        onset = out[low:high, :N_KEYS].max(axis=0)
+        keys = np.arange(N_KEYS) + PIANO_LOWEST_MIDI
+        onset[(keys < p.lowest_midi) | (keys > p.highest_midi)] = 0.0
+        key = int(np.argmax(onset))
+        if onset[key] < p.onset_threshold or out[-1, N_KEYS + key] < p.sounding_threshold:
+            return None
+        midi = key + PIANO_LOWEST_MIDI
+        freq, _ = key_tuning(midi, audio16, p.a4_hz)
+        return midi, freq, float(onset[key])
 
 
-__all__ = ["Chord", "PolyDecoder", "PolyListener", "PolyParams"]
+__all__ = ["Chord", "PolyDecoder", "PolyListener", "PolyParams", "StrikeReading", "key_tuning"]
