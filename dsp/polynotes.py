@@ -61,6 +61,12 @@ class PolyParams:
     velocity_range_db: float = 54.0
 
 
+def allowed_keys(params: PolyParams) -> np.ndarray:
+    """Which of the 88 keys lie within the configured range, as a mask."""
+    keys = np.arange(N_KEYS) + PIANO_LOWEST_MIDI
+    return (keys >= params.lowest_midi) & (keys <= params.highest_midi)
+
+
 class PolyDecoder:
     """Per key: a note starts on the first frame whose onset probability reaches the threshold
     (and must fall below it before the same key can start again: one strike, one note), or when
@@ -73,8 +79,7 @@ class PolyDecoder:
         self._armed = np.ones(N_KEYS, bool)  # the onset probability has been low since the last
         self._sounding = np.zeros(N_KEYS, bool)
         self._quiet_frames = np.zeros(N_KEYS, int)
-        keys = np.arange(N_KEYS) + PIANO_LOWEST_MIDI
-        self._allowed = (keys >= params.lowest_midi) & (keys <= params.highest_midi)
+        self._allowed = allowed_keys(params)
 
     def step(self, onset: np.ndarray, sounding: np.ndarray, loud_enough: bool):
         """One frame's probabilities -> (keys struck, keys released), key indices 0..87."""
@@ -299,8 +304,7 @@ class StrikeReading:
         if high <= low:
             return None
         onset = out[low:high, :N_KEYS].max(axis=0)
-        keys = np.arange(N_KEYS) + PIANO_LOWEST_MIDI
-        onset[(keys < p.lowest_midi) | (keys > p.highest_midi)] = 0.0
+        onset[~allowed_keys(p)] = 0.0
         key = int(np.argmax(onset))
         if onset[key] < p.onset_threshold or out[-1, N_KEYS + key] < p.sounding_threshold:
             return None
